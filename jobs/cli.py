@@ -1,0 +1,70 @@
+"""The ``silverline`` command line: a thin entry point that wires subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from jobs import __version__
+from jobs.bridge import cli as bridge_cli
+from jobs.config import ConfigError
+from jobs.events import cli as events_cli
+from jobs.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+_DESCRIPTION = """\
+silverline turns Amazon S3 event notifications (from SQS) into per-tenant Apache
+Iceberg silver tables: duplicates and stale notifications removed, every raw
+object's latest version reflected exactly once.
+
+Run `silverline COMMAND --help` for each command's options and an example.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every subcommand registered.
+
+    Returns:
+        The parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog="silverline",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"silverline {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity on stderr (default: INFO)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    events_cli.add_parser(subparsers)
+    bridge_cli.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The process exit code.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"silverline: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,291 @@
+"""Typed, validated, frozen configuration.
+
+Precedence, lowest to highest: the YAML file given with ``--config``, then
+environment variables ``SILVERLINE__SECTION__KEY`` (values are parsed as YAML
+scalars, so ``10`` is an int and ``true`` a bool), then command-line flags.
+Nothing is looked up implicitly: no search path, no default file.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "SILVERLINE__"
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """Raised when configuration cannot be read or is invalid; names the bad key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _to_uri(value: str) -> str:
+    """Turn a local path or URI into a URI ending with ``/``."""
+    if "://" in value:
+        return value if value.endswith("/") else value + "/"
+    return Path(value).expanduser().resolve().as_uri() + "/"
+
+
+class GroupConfig(_Section):
+    """The tenant group: one bucket, one SQS queue."""
+
+    name: str = "demo"
+    bucket: str = "demo-lake"
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.fullmatch(value):
+            raise ValueError("must be letters, digits, '_' or '-' (max 63)")
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _check_bucket(cls, value: str) -> str:
+        if not _BUCKET_RE.fullmatch(value) or ".." in value:
+            raise ValueError("must be a valid S3 bucket name (3-63 lower-case letters, digits, '.', '-')")
+        return value
+
+
+class LakeConfig(_Section):
+    """Where objects and tables live. Paths become ``file://`` URIs."""
+
+    root: str = "lake"
+    ops_root: str | None = Field(
+        default=None,
+        description="Job state (bronze, ledger, ops tables, checkpoints); default <root>/_ops/<group>/",
+    )
+
+    @field_validator("root", "ops_root")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return _to_uri(value)
+
+
+class AwsConfig(_Section):
+    """AWS client settings; ``endpoint_url`` points at moto's server locally."""
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+
+
+class SqsConfig(_Section):
+    """The tenant group's notification queue."""
+
+    queue_url: str | None = None
+    endpoint_url: str | None = Field(default=None, description="Overrides aws.endpoint_url for SQS")
+
+
+class BridgeConfig(_Section):
+    """SQS -> bronze landing log."""
+
+    receivers: int = Field(default=4, ge=1, le=64)
+    max_messages: int = Field(default=10, ge=1, le=10)
+    wait_time_seconds: int = Field(default=20, ge=0, le=20)
+    visibility_timeout_seconds: int = Field(default=120, ge=10, le=43200)
+    flush_max_messages: int = Field(default=1000, ge=1)
+    flush_interval_seconds: float = Field(default=5.0, gt=0)
+    max_consecutive_errors: int = Field(default=10, ge=1)
+
+
+class CatalogConfig(_Section):
+    """The Iceberg catalog silver tables are registered in."""
+
+    name: str = "silverline"
+    type: Literal["hadoop", "glue", "rest", "hive"] = "hadoop"
+    warehouse: str | None = Field(default=None, description="Default: lake.root (hadoop catalog)")
+    properties: Mapping[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must be a SQL identifier")
+        return value
+
+
+class SparkConfig(_Section):
+    """SparkSession settings. Defaults files hold the Iceberg/Spark settings."""
+
+    master: str | None = "local[*]"
+    app_name: str = "silverline"
+    defaults_file: str | None = Field(
+        default=None, description="A spark-defaults style file applied before `conf`"
+    )
+    iceberg_jar: str | None = Field(
+        default=None, description="Path to the Iceberg Spark runtime jar; default: the PyPI package's"
+    )
+    iceberg_packages: str | None = Field(
+        default=None, description="Maven coordinates instead of a jar (needs Maven Central)"
+    )
+    conf: Mapping[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_jar_source(self) -> SparkConfig:
+        if self.iceberg_jar and self.iceberg_packages:
+            raise ValueError("set spark.iceberg_jar or spark.iceberg_packages, not both")
+        return self
+
+
+class SilverlineConfig(_Section):
+    """The whole configuration of one silverline job (one tenant group)."""
+
+    mode: Literal["local", "emr"] = "local"
+    group: GroupConfig = Field(default_factory=GroupConfig)
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    aws: AwsConfig = Field(default_factory=AwsConfig)
+    sqs: SqsConfig = Field(default_factory=SqsConfig)
+    bridge: BridgeConfig = Field(default_factory=BridgeConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+
+    @model_validator(mode="after")
+    def _mode_rules(self) -> SilverlineConfig:
+        if self.mode == "emr":
+            if self.lake.root.startswith("file:"):
+                raise ValueError("lake.root: mode emr needs an s3:// root")
+            if self.spark.iceberg_jar or self.spark.iceberg_packages:
+                raise ValueError("spark.iceberg_jar: mode emr uses the cluster's Iceberg")
+        return self
+
+    @property
+    def ops_root(self) -> str:
+        """URI of the job's own state for this tenant group (ends with ``/``)."""
+        return self.lake.ops_root or f"{self.lake.root}_ops/{self.group.name}/"
+
+    @property
+    def sqs_endpoint_url(self) -> str | None:
+        """The SQS endpoint: ``sqs.endpoint_url``, else ``aws.endpoint_url``."""
+        return self.sqs.endpoint_url or self.aws.endpoint_url
+
+    @property
+    def warehouse(self) -> str:
+        """The Iceberg warehouse URI."""
+        return self.catalog.warehouse or self.lake.root
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path)}: cannot set below non-section {part!r}")
+        node = child
+    node[path[-1]] = value
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Collect ``SILVERLINE__SECTION__KEY=value`` variables into a nested dict.
+
+    Args:
+        environ: The environment to read (usually ``os.environ``).
+
+    Returns:
+        Nested overrides, keys lower-cased, values parsed as YAML scalars.
+    """
+    tree: dict[str, Any] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            raise ConfigError(f"{name}: empty section in environment override")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        _set_path(tree, path, value)
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "<root>"
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> SilverlineConfig:
+    """Load, merge and validate configuration.
+
+    Args:
+        path: YAML file; ``None`` starts from the built-in defaults.
+        environ: Environment for ``SILVERLINE__`` overrides (default ``os.environ``).
+        overrides: Nested values from command-line flags (highest precedence);
+            ``None`` values are skipped.
+
+    Returns:
+        The frozen configuration.
+
+    Raises:
+        ConfigError: The file is unreadable or a key is unknown or invalid.
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+        data = loaded or {}
+    data = _merge(data, env_overrides(os.environ if environ is None else environ))
+    if overrides:
+        data = _merge(data, _drop_none(overrides))
+    try:
+        return SilverlineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from exc
+
+
+def _drop_none(tree: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            sub = _drop_none(value)
+            if sub:
+                out[key] = sub
+        elif value is not None:
+            out[key] = value
+    return out

@@ -1,0 +1,30 @@
+"""Packaging for silverline: distribution ``silverline``, package ``jobs``."""
+
+from __future__ import annotations
+
+from setuptools import find_packages, setup
+
+setup(
+    name="silverline",
+    version="0.1.0",
+    description=(
+        "S3 event notifications from SQS -> deduplicated, ordered, per-tenant "
+        "Apache Iceberg silver tables (PySpark Structured Streaming)."
+    ),
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["jobs", "jobs.*"]),
+    package_data={"jobs": ["py.typed"]},
+    install_requires=[
+        "pyspark>=3.5,<3.6",
+        "pyiceberg[pyarrow]>=0.12",
+        "pyarrow>=16",
+        "boto3>=1.34",
+        "pydantic>=2.6,<3",
+        "PyYAML>=6",
+    ],
+    extras_require={
+        # Local runtime: the Iceberg Spark runtime jar from PyPI. Not needed on EMR.
+        "local": ["snowpark-connect-deps-iceberg==1.0.2"],
+    },
+    entry_points={"console_scripts": ["silverline=jobs.cli:main"]},
+)

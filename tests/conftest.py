@@ -1,0 +1,75 @@
+"""Shared fixtures: one local Spark session, one moto server, AWS test credentials."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Never let a test reach a real AWS account, whatever the developer's environment holds.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+)
+for _name in [n for n in os.environ if n.startswith("SILVERLINE__")]:
+    del os.environ[_name]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """An in-process moto server (real SQS/S3 wire APIs) on a loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lake directory the session-wide Spark catalog is rooted in."""
+    return tmp_path_factory.mktemp("lake")
+
+
+@pytest.fixture(scope="session")
+def spark(spark_lake: Path) -> Iterator[object]:
+    """One local SparkSession for the whole run, built by the project's factory."""
+    from jobs.config import load_config
+    from jobs.session import build_spark_session
+
+    project = Path(__file__).resolve().parents[1]
+    config = load_config(
+        project / "conf" / "local.yaml",
+        environ={},
+        overrides={
+            "lake": {"root": str(spark_lake)},
+            "spark": {
+                "master": "local[2]",
+                "defaults_file": str(project / "conf" / "spark" / "local.conf"),
+                "conf": {"spark.sql.shuffle.partitions": "2"},
+            },
+        },
+    )
+    session = build_spark_session(config)
+    try:
+        yield session
+    finally:
+        session.stop()

@@ -1,0 +1,102 @@
+"""The SparkSession factory's checks, without starting Spark."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from jobs.config import load_config
+from jobs.session import (
+    SparkSetupError,
+    check_iceberg_jar,
+    check_java,
+    find_iceberg_jar,
+    read_defaults_file,
+    session_settings,
+)
+
+pytestmark = pytest.mark.unit
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def fake_java(tmp_path: Path, version_line: str) -> str:
+    script = tmp_path / "java"
+    script.write_text(f"#!/bin/sh\necho '{version_line}' >&2\n", encoding="utf-8")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_java_8_is_too_old_with_one_clear_message(tmp_path: Path) -> None:
+    java = fake_java(tmp_path, 'openjdk version "1.8.0_392"')
+    with pytest.raises(SparkSetupError, match=r"Java 8 is too old.*Java 11\+"):
+        check_java(java)
+
+
+def test_java_17_passes(tmp_path: Path) -> None:
+    assert check_java(fake_java(tmp_path, 'openjdk version "17.0.15" 2025-04-15')) == 17
+
+
+def test_missing_java_says_what_to_install(tmp_path: Path) -> None:
+    with pytest.raises(SparkSetupError, match="openjdk-17"):
+        check_java(str(tmp_path / "no-java-here"))
+
+
+def test_the_pinned_pypi_jar_is_found_and_complete() -> None:
+    jar = find_iceberg_jar()
+    assert jar.name == "iceberg-spark-runtime-3.5_2.12-1.10.2.jar"
+
+
+def test_a_jar_without_shaded_jackson_is_refused(tmp_path: Path) -> None:
+    broken = tmp_path / "iceberg-spark-runtime-3.5_2.12-1.10.2.jar"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("org/apache/iceberg/Table.class", b"")
+    with pytest.raises(SparkSetupError, match="shaded Jackson"):
+        check_iceberg_jar(broken)
+
+
+def test_not_a_jar_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "x.jar"
+    bogus.write_text("nope", encoding="utf-8")
+    with pytest.raises(SparkSetupError, match="not a jar"):
+        check_iceberg_jar(bogus)
+
+
+def test_defaults_file_parsing_and_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.conf"
+    good.write_text("# comment\n\nspark.a   1\nspark.b x y\n", encoding="utf-8")
+    assert read_defaults_file(good) == {"spark.a": "1", "spark.b": "x y"}
+    bad = tmp_path / "bad.conf"
+    bad.write_text("spark.lonely\n", encoding="utf-8")
+    with pytest.raises(SparkSetupError, match=r"bad.conf:1"):
+        read_defaults_file(bad)
+
+
+def test_local_settings_layer_defaults_jar_catalog_then_user_conf(tmp_path: Path) -> None:
+    config = load_config(
+        PROJECT / "conf" / "local.yaml",
+        environ={},
+        overrides={
+            "lake": {"root": str(tmp_path)},
+            "spark": {
+                "defaults_file": str(PROJECT / "conf" / "spark" / "local.conf"),
+                "conf": {"spark.sql.shuffle.partitions": "7"},
+            },
+        },
+    )
+    settings = session_settings(config)
+    assert settings["spark.sql.shuffle.partitions"] == "7"
+    assert settings["spark.ui.enabled"] == "false"
+    assert settings["spark.jars"].endswith("iceberg-spark-runtime-3.5_2.12-1.10.2.jar")
+    assert settings["spark.sql.catalog.silverline"] == "org.apache.iceberg.spark.SparkCatalog"
+    assert settings["spark.sql.catalog.silverline.type"] == "hadoop"
+    assert settings["spark.sql.catalog.silverline.warehouse"] == tmp_path.resolve().as_uri() + "/"
+
+
+def test_emr_settings_add_no_local_jar_and_use_glue() -> None:
+    config = load_config(PROJECT / "conf" / "emr.example.yaml", environ={})
+    settings = session_settings(config)
+    assert "spark.jars" not in settings and "spark.jars.packages" not in settings
+    assert settings["spark.sql.catalog.silverline.catalog-impl"] == "org.apache.iceberg.aws.glue.GlueCatalog"
+    assert settings["spark.sql.catalog.silverline.io-impl"] == "org.apache.iceberg.aws.s3.S3FileIO"
