@@ -1,9 +1,44 @@
-"""``silverline bridge`` (placeholder until the bridge lands)."""
+"""``silverline bridge``: drain the SQS queue into the bronze landing log."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
+
+from jobs.bridge.bridge import SqsBridge
+from jobs.bridge.retry import BridgeError
+from jobs.cliargs import add_config_arguments, config_from_args
+
+log = logging.getLogger(__name__)
+
+_DESCRIPTION = """\
+Receive S3 event notifications from the tenant group's SQS queue (parallel long
+polls, 10 messages a call) and land them, one JSON line per message, in durable
+files under <ops_root>bronze/dt=YYYY-MM-DD/. A message is deleted from SQS only
+after the file holding it is durable, so a crash loses nothing (at worst a
+message lands twice; the stream dedupes it). SIGTERM / Ctrl-C stop cleanly:
+what was received is landed and deleted first.
+"""
+
+_EPILOG = """\
+example (local, moto's server on port 5000):
+  silverline bridge --config conf/local.yaml \\
+      --sqs-endpoint-url http://127.0.0.1:5000 \\
+      --queue-url http://127.0.0.1:5000/123456789012/demo-events --until-empty
+
+tuning: SILVERLINE__BRIDGE__RECEIVERS=8, SILVERLINE__BRIDGE__FLUSH_INTERVAL_SECONDS=2, ...
+exit codes: 0 stopped cleanly or queue drained; 1 gave up (SQS or the store kept
+failing; nothing is lost); 2 invalid configuration (e.g. no queue URL).
+On exit the final metrics are printed to stdout as one JSON object.
+"""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -13,6 +48,67 @@ def add_parser(subparsers: Any) -> None:
         subparsers: The top-level parser's subparsers action.
     """
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "bridge", help="drain the SQS queue into the bronze landing log (not built yet)"
+        "bridge",
+        help="drain the SQS queue into the bronze landing log",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.set_defaults(func=lambda args: 1)
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--until-empty",
+        action="store_true",
+        help="exit 0 once the queue is drained and everything landed is deleted "
+        "(default: run until SIGTERM/SIGINT)",
+    )
+    parser.set_defaults(func=run_bridge)
+
+
+def run_bridge(args: argparse.Namespace) -> int:
+    """Run the bridge as the ``bridge`` subcommand does.
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        0 when stopped cleanly or drained, 1 when the bridge gave up.
+    """
+    bridge = SqsBridge(config_from_args(args))
+    with stop_on_signals(bridge):
+        try:
+            snapshot = bridge.run_until_empty() if args.until_empty else bridge.run()
+        except BridgeError as exc:
+            log.error("%s", exc)
+            print(f"silverline bridge: {exc}", file=sys.stderr)
+            print(json.dumps(bridge.metrics().as_dict()))
+            return 1
+    print(json.dumps(snapshot.as_dict()))
+    return 0
+
+
+@contextlib.contextmanager
+def stop_on_signals(bridge: SqsBridge) -> Iterator[None]:
+    """Turn the first SIGTERM / SIGINT into a clean stop; a second one acts as usual.
+
+    Args:
+        bridge: The bridge to stop.
+
+    Yields:
+        Nothing; handlers are restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handler(signum: int, frame: FrameType | None) -> None:
+        bridge.request_stop()
+        signal.signal(signum, previous[signal.Signals(signum)])
+
+    for sig in previous:
+        signal.signal(sig, _handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
