@@ -232,13 +232,13 @@ class _CsvOptions:
 
 
 def _csv_convert_options(schema: pa.Schema) -> pa_csv.ConvertOptions:
-    """Exactly the schema's columns; empty fields are null except in string columns."""
+    """Exactly the schema's columns; an empty field is null, a quoted empty string ("") is "" (as in Spark)."""
     return pa_csv.ConvertOptions(
         column_types=dict(zip(schema.names, schema.types, strict=True)),
         include_columns=list(schema.names),
         null_values=[""],
-        strings_can_be_null=False,
-        quoted_strings_can_be_null=True,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
     )
 
 

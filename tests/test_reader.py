@@ -35,7 +35,7 @@ ORDERS_CSV = (
 )
 ORDERS_ROWS = [
     (1, "c-1", Decimal("12.50"), "EUR", datetime(2024, 3, 1, 10, 0, tzinfo=UTC)),
-    (2, "", None, "", None),  # empty string columns stay "", empty typed columns are null
+    (2, None, None, None, None),  # an empty field is null, whatever the column type
     (3, "c,3", Decimal("0.99"), "USD", datetime(2024, 3, 1, 22, 59, 59, 500000, tzinfo=UTC)),
 ]
 
@@ -345,7 +345,7 @@ def test_csv_options_and_unsafe_keys(lake: Path) -> None:
     assert statuses(outcomes) == [("ok", None, 2), ("quarantined", "unsafe_key", 0)]
     assert declared(table, ORDERS) == [
         (7, "c7", Decimal("3.10"), "EUR", datetime(2024, 3, 1, tzinfo=UTC)),
-        (8, "", None, "", None),
+        (8, None, None, None, None),
     ]
 
 
@@ -452,7 +452,7 @@ def test_s3_reads_the_version_the_event_names(moto_endpoint: str) -> None:
         ("ok", None, 2),
     ]
     got = [(r["order_id"], r["customer_id"], r["_source_version_id"]) for r in table.to_pylist()]
-    assert got == [(1, "c1", v1["VersionId"]), (2, "c2", None), (3, "", None), (2, "c2", None), (3, "", None)]
+    assert got == [(1, "c1", v1["VersionId"]), (2, "c2", None), (3, None, None), (2, "c2", None), (3, None, None)]
     with pytest.raises(ClientError, match="NoSuchBucket"):  # not "superseded": storage is misconfigured
         ObjectReader("s3://", s3_client=s3).read([ref(key, bucket="no-such-bucket-here")], ORDERS)
 
@@ -475,3 +475,10 @@ def test_throughput_of_small_csv_files(lake: Path) -> None:
     assert table.num_rows == 50_000
     assert {o.status for o in outcomes} == {"ok"}
     print(f"\nObjectReader: {len(refs) / elapsed:,.0f} files/s (1,000 CSVs x 50 rows, max_workers=8)")
+
+
+def test_quoted_empty_string_stays_empty_and_unquoted_empty_is_null(lake: Path) -> None:
+    put(lake, "t1/raw/orders/q.csv", 'order_id,customer_id,amount,currency,order_ts\n4,"",1,,\n')
+    table, outcomes = ObjectReader(root_of(lake)).read([ref("t1/raw/orders/q.csv")], ORDERS)
+    assert [o.status for o in outcomes] == ["ok"]
+    assert declared(table, ORDERS) == [(4, "", Decimal("1.00"), None, None)]
