@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from jobs import __version__
+from jobs import ingest as ingest_cli
 from jobs.bridge import cli as bridge_cli
 from jobs.config import ConfigError
 from jobs.events import cli as events_cli
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     events_cli.add_parser(subparsers)
     bridge_cli.add_parser(subparsers)
+    ingest_cli.add_parser(subparsers)
     return parser
 
 

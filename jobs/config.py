@@ -67,8 +67,12 @@ class LakeConfig(_Section):
         default=None,
         description="Job state (bronze, ledger, ops tables, checkpoints); default <root>/_ops/<group>/",
     )
+    objects_root: str | None = Field(
+        default=None,
+        description="Where raw objects are read from; default: root. 's3://' reads through the S3 API",
+    )
 
-    @field_validator("root", "ops_root")
+    @field_validator("root", "ops_root", "objects_root")
     @classmethod
     def _uri(cls, value: str | None) -> str | None:
         if value is None:
@@ -102,6 +106,31 @@ class BridgeConfig(_Section):
     flush_max_messages: int = Field(default=1000, ge=1)
     flush_interval_seconds: float = Field(default=5.0, gt=0)
     max_consecutive_errors: int = Field(default=10, ge=1)
+
+
+class StreamConfig(_Section):
+    """The streaming job: bronze -> silver."""
+
+    datasets_file: str = Field(default="conf/datasets.yaml", description="Dataset contracts (YAML)")
+    checkpoint_root: str | None = Field(default=None, description="Default: <ops_root>checkpoints/")
+    trigger: str = Field(default="available-now", description="available-now | interval=<N>s")
+    max_files_per_trigger: int = Field(default=200, ge=1)
+    watermark_delay: str = Field(default="10 minutes", description="Dedupe state kept this long")
+    commit_threads: int = Field(default=4, ge=1, le=64)
+    read_threads: int = Field(default=8, ge=1, le=128)
+    max_attempts: int = Field(default=3, ge=1, description="Failed commits per object before parking")
+
+    @field_validator("trigger")
+    @classmethod
+    def _check_trigger(cls, value: str) -> str:
+        if value != "available-now" and not re.fullmatch(r"interval=\d+(\.\d+)?s", value):
+            raise ValueError("must be 'available-now' or 'interval=<seconds>s', e.g. interval=10s")
+        return value
+
+    @field_validator("checkpoint_root")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        return None if value is None else _to_uri(value)
 
 
 class CatalogConfig(_Section):
@@ -152,6 +181,7 @@ class SilverlineConfig(_Section):
     aws: AwsConfig = Field(default_factory=AwsConfig)
     sqs: SqsConfig = Field(default_factory=SqsConfig)
     bridge: BridgeConfig = Field(default_factory=BridgeConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
 
@@ -168,6 +198,16 @@ class SilverlineConfig(_Section):
     def ops_root(self) -> str:
         """URI of the job's own state for this tenant group (ends with ``/``)."""
         return self.lake.ops_root or f"{self.lake.root}_ops/{self.group.name}/"
+
+    @property
+    def objects_root(self) -> str:
+        """URI raw objects are read from: ``<objects_root><bucket>/<key>``."""
+        return self.lake.objects_root or self.lake.root
+
+    @property
+    def checkpoint_root(self) -> str:
+        """URI of the streaming checkpoints (ends with ``/``)."""
+        return self.stream.checkpoint_root or f"{self.ops_root}checkpoints/"
 
     @property
     def sqs_endpoint_url(self) -> str | None:

@@ -232,7 +232,7 @@ class _CsvOptions:
 
 
 def _csv_convert_options(schema: pa.Schema) -> pa_csv.ConvertOptions:
-    """Exactly the schema's columns; an empty field is null, a quoted empty string ("") is "" (as in Spark)."""
+    """Exactly the schema's columns; an empty field is null, a quoted "" stays "" (as in Spark)."""
     return pa_csv.ConvertOptions(
         column_types=dict(zip(schema.names, schema.types, strict=True)),
         include_columns=list(schema.names),

@@ -173,8 +173,30 @@ def read_defaults_file(path: str | Path) -> dict[str, str]:
     return settings
 
 
+def ops_catalog_name(config: SilverlineConfig) -> str:
+    """Name of the Iceberg catalog holding the job's own tables (ledger, metrics, ...)."""
+    return f"{config.catalog.name}_ops"
+
+
+def _one_catalog(config: SilverlineConfig, name: str, warehouse: str) -> dict[str, str]:
+    prefix = f"spark.sql.catalog.{name}"
+    settings = {prefix: "org.apache.iceberg.spark.SparkCatalog"}
+    if config.catalog.type in _CATALOG_IMPL:
+        settings[f"{prefix}.catalog-impl"] = _CATALOG_IMPL[config.catalog.type]
+    else:
+        settings[f"{prefix}.type"] = config.catalog.type
+    settings[f"{prefix}.warehouse"] = warehouse
+    for key, value in config.catalog.properties.items():
+        settings[f"{prefix}.{key}"] = value
+    return settings
+
+
 def catalog_settings(config: SilverlineConfig) -> dict[str, str]:
-    """Spark settings that register the silverline Iceberg catalog.
+    """Spark settings that register the silver catalog and the ops catalog.
+
+    The silver catalog's warehouse is the lake (tenant tables at
+    ``<bucket>.<tenant>.silver.<dataset>``); the ops catalog's is the ops root,
+    outside every tenant prefix.
 
     Args:
         config: The job configuration.
@@ -182,15 +204,8 @@ def catalog_settings(config: SilverlineConfig) -> dict[str, str]:
     Returns:
         ``spark.sql.catalog.<name>.*`` settings.
     """
-    prefix = f"spark.sql.catalog.{config.catalog.name}"
-    settings = {prefix: "org.apache.iceberg.spark.SparkCatalog"}
-    if config.catalog.type in _CATALOG_IMPL:
-        settings[f"{prefix}.catalog-impl"] = _CATALOG_IMPL[config.catalog.type]
-    else:
-        settings[f"{prefix}.type"] = config.catalog.type
-    settings[f"{prefix}.warehouse"] = config.warehouse
-    for key, value in config.catalog.properties.items():
-        settings[f"{prefix}.{key}"] = value
+    settings = _one_catalog(config, config.catalog.name, config.warehouse)
+    settings.update(_one_catalog(config, ops_catalog_name(config), config.ops_root + "tables/"))
     return settings
 
 

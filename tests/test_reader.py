@@ -452,7 +452,13 @@ def test_s3_reads_the_version_the_event_names(moto_endpoint: str) -> None:
         ("ok", None, 2),
     ]
     got = [(r["order_id"], r["customer_id"], r["_source_version_id"]) for r in table.to_pylist()]
-    assert got == [(1, "c1", v1["VersionId"]), (2, "c2", None), (3, None, None), (2, "c2", None), (3, None, None)]
+    assert got == [
+        (1, "c1", v1["VersionId"]),
+        (2, "c2", None),
+        (3, None, None),
+        (2, "c2", None),
+        (3, None, None),
+    ]
     with pytest.raises(ClientError, match="NoSuchBucket"):  # not "superseded": storage is misconfigured
         ObjectReader("s3://", s3_client=s3).read([ref(key, bucket="no-such-bucket-here")], ORDERS)
 

@@ -1,0 +1,286 @@
+"""The foreachBatch writer: one micro-batch of parsed events -> silver, ledger, ops tables.
+
+Order of effects (so a crash at any point replays safely, R6): tenant tables
+first (one commit each, replays skipped by snapshot properties), then the
+ledger, then the retry/parked/quarantine/rejected tables and batch metrics
+(each idempotent per batch id).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import functions as F
+
+from jobs import ledger
+from jobs.accounting import BatchCounts, freshness_percentiles
+from jobs.config import SilverlineConfig
+from jobs.contracts import DatasetContract
+from jobs.ops import ops_table
+from jobs.reader import ObjectReader, ObjectRef, ReadOutcome
+from jobs.silver import CommitResult, TableChange, commit_changes, silver_columns
+from jobs.storage import silver_location, silver_table_name
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, Row, SparkSession
+
+log = logging.getLogger(__name__)
+
+EVENT_FIELDS = (
+    "bucket", "key", "tenant", "dataset", "event_kind", "event_name", "event_time", "sequencer",
+    "version_id", "etag", "size", "event_id", "message_id", "received_at",
+)  # fmt: skip
+
+
+class BatchWriter:
+    """Callable for ``foreachBatch``: applies one micro-batch of parsed records."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        config: SilverlineConfig,
+        contracts: Mapping[str, DatasetContract],
+        reader: ObjectReader,
+        query_id: str = "unknown",
+    ) -> None:
+        self.spark = spark
+        self.config = config
+        self.contracts = dict(contracts)
+        self.reader = reader
+        self.query_id = query_id
+        self.last_counts: BatchCounts | None = None
+
+    def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
+        """Process one micro-batch (the ``foreachBatch`` contract)."""
+        started = datetime.now(UTC)
+        batch_df = batch_df.persist()
+        try:
+            counts = self._process(batch_df, int(batch_id), started)
+        finally:
+            batch_df.unpersist()
+        self.last_counts = counts
+        if counts.records_in or counts.retried_in:
+            log.info("batch %d: %s", batch_id, counts.summary())
+
+    # ---- phases -------------------------------------------------------------------------------------
+    def _process(self, batch_df: DataFrame, batch_id: int, started: datetime) -> BatchCounts:
+        counts = BatchCounts(batch_id=batch_id, query_id=self.query_id, started_at=started)
+        with counts.phase("parse"):
+            grouped = batch_df.groupBy("outcome").agg(F.count("*").alias("n")).collect()
+            by_outcome = {r["outcome"]: r["n"] for r in grouped}
+            counts.records_in = sum(by_outcome.values())
+            counts.test = by_outcome.get("test", 0)
+            counts.ignored = by_outcome.get("ignored", 0)
+            counts.rejected = by_outcome.get("rejected", 0)
+            if counts.rejected:
+                self._write_rejected(batch_df, batch_id)
+            events = (
+                batch_df.filter(F.col("outcome") == "event")
+                .select(*EVENT_FIELDS)
+                .withColumn("attempts", F.lit(0))
+            )
+            retry = self.spark.table(ops_table(self.config, "retry")).select(*EVENT_FIELDS, "attempts")
+            counts.retried_in = retry.count()
+        if counts.records_in == 0 and counts.retried_in == 0:
+            return counts  # a no-data batch (Spark advancing the watermark): nothing to record
+        all_events = events.unionByName(retry).persist()
+        try:
+            self._apply_events(all_events, batch_id, counts)
+        finally:
+            all_events.unpersist()
+        counts.finished_at = datetime.now(UTC)
+        self._write_metrics(counts)
+        return counts
+
+    def _apply_events(self, events: DataFrame, batch_id: int, counts: BatchCounts) -> None:
+        with counts.phase("judge"):
+            known = F.col("dataset").isin(list(self.contracts)) if self.contracts else F.lit(False)
+            unknown_rows = events.filter(~known).collect()
+            ranked = ledger.rank_events_per_object(events.filter(known))
+            for row in ledger.filter_batch_losers(ranked).groupBy("verdict").count().collect():
+                counts.add(row["verdict"], row["count"])
+            ledger_df = self.spark.table(ops_table(self.config, "ledger"))
+            judged = ledger.with_ledger_verdict(ranked, ledger_df).collect()
+        to_apply = [r for r in judged if r["verdict"] == ledger.APPLY]
+        for r in judged:
+            if r["verdict"] != ledger.APPLY:
+                counts.add(r["verdict"], 1)
+        quarantine: list[tuple[Row, str, str | None]] = [(r, "unknown_dataset", None) for r in unknown_rows]
+        counts.quarantined += len(unknown_rows)
+        with counts.phase("read"):
+            plan = self._read_and_plan(to_apply, batch_id, counts, quarantine)
+        with counts.phase("commit"):
+            results = commit_changes(
+                self.spark,
+                [change for change, _ in plan.values()],
+                batch_id=batch_id,
+                query_id=self.query_id,
+                max_workers=self.config.stream.commit_threads,
+            )
+        with counts.phase("ledger"):
+            self._after_commits(plan, results, batch_id, counts)
+            self._write_quarantine(quarantine, batch_id)
+
+    def _read_and_plan(
+        self,
+        to_apply: Sequence[Row],
+        batch_id: int,
+        counts: BatchCounts,
+        quarantine: list[tuple[Row, str, str | None]],
+    ) -> dict[str, tuple[TableChange, list[tuple[Row, str]]]]:
+        """Read created objects per tenant table; return changes and each event's ledger state."""
+        groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+        for row in to_apply:
+            groups[(row["bucket"], row["tenant"], row["dataset"])].append(row)
+        plan: dict[str, tuple[TableChange, list[tuple[Row, str]]]] = {}
+        for (bucket, tenant, dataset), rows in groups.items():
+            contract = self.contracts[dataset]
+            created = [r for r in rows if r["event_kind"] == "created"]
+            table_rows, outcomes = self.reader.read([_ref(r) for r in created], contract)
+            counts.files_read += len(created)
+            states: list[tuple[Row, str]] = [
+                (r, ledger.LEDGER_DELETED) for r in rows if r["event_kind"] != "created"
+            ]
+            for row, outcome in zip(created, outcomes, strict=True):
+                states.extend(self._judge_read(row, outcome, counts, quarantine))
+            rows_df = self._to_spark(table_rows, contract, batch_id)
+            table = silver_table_name(self.config.catalog.name, bucket, tenant, dataset)
+            location = silver_location(self.config.lake.root, bucket, tenant, dataset)
+            change = TableChange(table, location, contract, rows_df, [r["key"] for r, _ in states])
+            plan[table] = (change, states)
+        return plan
+
+    @staticmethod
+    def _judge_read(
+        row: Row, outcome: ReadOutcome, counts: BatchCounts, quarantine: list[tuple[Row, str, str | None]]
+    ) -> list[tuple[Row, str]]:
+        if outcome.status == "superseded":
+            counts.stale += 1
+            counts.superseded += 1
+            return []
+        if outcome.status == "quarantined":
+            quarantine.append((row, outcome.reason or "quarantined", outcome.detail))
+            return [(row, ledger.LEDGER_QUARANTINED)]
+        counts.rows_read += outcome.rows
+        return [(row, ledger.LEDGER_LIVE)]
+
+    def _to_spark(self, table: Any, contract: DatasetContract, batch_id: int) -> DataFrame:
+        """Arrow rows from the reader -> a Spark DataFrame in the silver schema."""
+        added_here = ("_ingest_time", "_batch_id")
+        reader_columns = [(n, t) for n, t in silver_columns(contract) if n not in added_here]
+        schema = ", ".join(f"`{n}` {t}" for n, t in reader_columns)
+        frame = self.spark.createDataFrame(table.to_pandas(), schema=schema)
+        return frame.select(
+            *[F.col(f"`{n}`") for n, _ in reader_columns],
+            F.current_timestamp().alias("_ingest_time"),
+            F.lit(batch_id).cast("bigint").alias("_batch_id"),
+        )
+
+    def _after_commits(
+        self,
+        plan: Mapping[str, tuple[TableChange, list[tuple[Row, str]]]],
+        results: Sequence[CommitResult],
+        batch_id: int,
+        counts: BatchCounts,
+    ) -> None:
+        ledger_rows: list[tuple[Any, ...]] = []
+        failed: list[tuple[Row, str]] = []
+        now = datetime.now(UTC)
+        for result in results:
+            _, states = plan[result.table]
+            if result.status == "failed":
+                counts.tables_failed += 1
+                failed.extend((row, result.error or "commit failed") for row, _ in states)
+                continue
+            counts.tables_committed += result.status == "committed"
+            counts.rows_written += result.rows_written
+            for row, state in states:
+                if state == ledger.LEDGER_QUARANTINED:
+                    counts.quarantined += 1
+                else:
+                    counts.applied += 1
+                    counts.freshness_samples.append(
+                        (now - row["event_time"].replace(tzinfo=UTC)).total_seconds()
+                    )
+                ledger_rows.append(_ledger_row(row, state, batch_id, now))
+        if ledger_rows:
+            ledger.update_ledger(self.spark, ops_table(self.config, "ledger"), self._ledger_df(ledger_rows))
+        self._rewrite_retry(failed, batch_id, counts)
+        counts.freshness_p50_s, counts.freshness_p95_s = freshness_percentiles(counts.freshness_samples)
+
+    # ---- ops-table writes (idempotent per batch id) ----------------------------------------------------
+    def _ledger_df(self, rows: list[tuple[Any, ...]]) -> DataFrame:
+        return self.spark.createDataFrame(
+            rows, schema=self.spark.table(ops_table(self.config, "ledger")).schema
+        )
+
+    def _rewrite_retry(self, failed: list[tuple[Row, str]], batch_id: int, counts: BatchCounts) -> None:
+        retry_table = ops_table(self.config, "retry")
+        parked = [(r, e) for r, e in failed if r["attempts"] + 1 >= self.config.stream.max_attempts]
+        again = [(r, e) for r, e in failed if r["attempts"] + 1 < self.config.stream.max_attempts]
+        counts.parked += len(parked)
+        counts.deferred += len(again)
+        if parked:
+            rows = [
+                (batch_id, r["attempts"] + 1, f"commit failed: {e}", *[r[f] for f in EVENT_FIELDS])
+                for r, e in parked
+            ]
+            self._replace_batch_rows("parked", rows, batch_id)
+        if again or counts.retried_in:
+            schema = self.spark.table(retry_table).schema
+            rows = [(r["attempts"] + 1, e, *[r[f] for f in EVENT_FIELDS]) for r, e in again]
+            self.spark.createDataFrame(rows, schema=schema).writeTo(retry_table).overwrite(F.lit(True))
+
+    def _replace_batch_rows(self, name: str, rows: Sequence[tuple[Any, ...]], batch_id: int) -> None:
+        table = ops_table(self.config, name)
+        frame = self.spark.createDataFrame(list(rows), schema=self.spark.table(table).schema)
+        frame.writeTo(table).overwrite(F.col("batch_id") == F.lit(batch_id))
+
+    def _write_rejected(self, batch_df: DataFrame, batch_id: int) -> None:
+        table = ops_table(self.config, "rejected")
+        rejected = batch_df.filter(F.col("outcome") == "rejected").select(
+            F.lit(batch_id).cast("bigint").alias("batch_id"),
+            "message_id",
+            F.col("record_index").cast("int"),
+            "bronze_file",
+            "envelope",
+            "reason",
+            "bucket",
+            "key",
+            "received_at",
+        )
+        rejected.writeTo(table).overwrite(F.col("batch_id") == F.lit(batch_id))
+
+    def _write_quarantine(self, items: list[tuple[Row, str, str | None]], batch_id: int) -> None:
+        if not items:
+            return
+        rows = [(batch_id, reason, detail, *[r[f] for f in EVENT_FIELDS]) for r, reason, detail in items]
+        self._replace_batch_rows("quarantine", rows, batch_id)
+
+    def _write_metrics(self, counts: BatchCounts) -> None:
+        self._replace_batch_rows("batch_metrics", [counts.as_row()], counts.batch_id)
+
+
+def _ref(row: Row) -> ObjectRef:
+    return ObjectRef(
+        bucket=row["bucket"],
+        key=row["key"],
+        tenant=row["tenant"],
+        dataset=row["dataset"],
+        version_id=row["version_id"],
+        etag=row["etag"],
+        sequencer=row["sequencer"],
+        event_time=row["event_time"],
+        size=row["size"],
+    )
+
+
+def _ledger_row(row: Row, state: str, batch_id: int, now: datetime) -> tuple[Any, ...]:
+    return (
+        row["bucket"], row["key"], row["tenant"], row["dataset"], state, row["sequencer"],
+        row["event_time"], row["event_id"], row["etag"], row["version_id"], batch_id, now,
+    )  # fmt: skip

@@ -1,0 +1,112 @@
+"""Dataset contracts: the declared format, schema and partition spec of each dataset."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from jobs.config import ConfigError
+
+_TYPE_RE = re.compile(
+    r"^(string|bigint|int|smallint|double|float|boolean|date|timestamp|decimal\(\d+,\d+\))$"
+)
+_TRANSFORM_RE = re.compile(
+    r"^(?:(years|months|days|hours)\((\w+)\)|bucket\(\d+, *(\w+)\)|truncate\(\d+, *(\w+)\)|(\w+))$"
+)
+
+
+class ColumnSpec(BaseModel):
+    """One declared column."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    type: str
+    nullable: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+            raise ValueError("column names are lower-case identifiers")
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _check_type(cls, value: str) -> str:
+        value = value.strip().lower().replace(" ", "")
+        if not _TYPE_RE.fullmatch(value):
+            raise ValueError(f"unsupported type {value!r}")
+        return value
+
+
+class DatasetContract(BaseModel):
+    """What a dataset's raw files hold and how its silver table is laid out."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    format: Literal["csv", "jsonl", "parquet"]
+    options: Mapping[str, str] = Field(default_factory=dict)
+    columns: tuple[ColumnSpec, ...]
+    partition_by: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check_partitions(self) -> DatasetContract:
+        names = {c.name for c in self.columns}
+        if len(names) != len(self.columns):
+            raise ValueError("duplicate column names")
+        for spec in self.partition_by:
+            match = _TRANSFORM_RE.fullmatch(spec.strip())
+            if not match:
+                raise ValueError(f"partition_by: unsupported transform {spec!r}")
+            column = next(g for g in match.groups()[1:] if g)
+            if column not in names:
+                raise ValueError(f"partition_by: {spec!r} names unknown column {column!r}")
+        return self
+
+    def ddl_columns(self) -> str:
+        """Columns as Spark SQL DDL (``name type [NOT NULL], ...``)."""
+        return ", ".join(f"{c.name} {c.type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Declared column names in order."""
+        return tuple(c.name for c in self.columns)
+
+
+def load_contracts(path: str | Path) -> dict[str, DatasetContract]:
+    """Load every dataset contract from a YAML file.
+
+    Args:
+        path: The contracts file (``stream.datasets_file``).
+
+    Returns:
+        Contracts by dataset name.
+
+    Raises:
+        ConfigError: The file is unreadable or a contract is invalid (the message names it).
+    """
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read dataset contracts {path}: {exc}") from exc
+    datasets = doc.get("datasets") if isinstance(doc, dict) else None
+    if not isinstance(datasets, dict) or not datasets:
+        raise ConfigError(f"{path}: expected a 'datasets' mapping with at least one dataset")
+    contracts = {}
+    for name, body in datasets.items():
+        try:
+            contracts[name] = DatasetContract.model_validate({"name": name, **(body or {})})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or name}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"{path}: dataset {name!r}: {problems}") from exc
+    return contracts

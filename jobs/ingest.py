@@ -1,0 +1,198 @@
+"""``silverline stream``: run the SQS bridge and the ingest query together.
+
+``available-now`` drains the queue into bronze, processes everything landed,
+commits and exits 0 (scheduled catch-up runs, tests). ``interval=<N>s`` runs
+until SIGTERM/SIGINT, which stop it between micro-batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+from jobs.cliargs import add_config_arguments, config_from_args
+from jobs.config import SilverlineConfig
+
+log = logging.getLogger(__name__)
+
+_DESCRIPTION = """\
+Run silverline's streaming job for one tenant group: the SQS bridge lands
+notifications in the bronze log (when a queue URL is configured), and the
+ingest query turns them into per-tenant Iceberg silver tables — duplicates
+dropped, the newest version of every object applied exactly once, every record
+counted in the batch metrics (<ops_root>tables/ops/batch_metrics).
+"""
+
+_EPILOG = """\
+examples:
+  silverline stream --config conf/local.yaml --trigger available-now
+  silverline stream --config conf/local.yaml --queue-url URL --sqs-endpoint-url http://127.0.0.1:5000 \\
+      --trigger interval=10s
+  spark-submit jobs/stream_ingest.py --config conf/emr.yaml     # same arguments
+
+exit codes: 0 finished or stopped cleanly; 1 the query or the bridge failed; 2 bad configuration.
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``stream`` subcommand.
+
+    Args:
+        subparsers: The top-level parser's subparsers action.
+    """
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "stream",
+        help="run the streaming job (bridge + bronze -> silver)",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--checkpoint-root", metavar="DIR|URI", help="checkpoints (stream.checkpoint_root)")
+    parser.add_argument(
+        "--trigger",
+        metavar="MODE",
+        help="available-now | interval=<N>s (stream.trigger; default available-now)",
+    )
+    parser.add_argument(
+        "--no-bridge", action="store_true", help="only process what is already in bronze; do not poll SQS"
+    )
+    parser.set_defaults(func=run_stream_command)
+
+
+def run_stream_command(args: argparse.Namespace) -> int:
+    """Entry of ``silverline stream``.
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        The exit code.
+    """
+    config = config_from_args(args, stream={"checkpoint_root": args.checkpoint_root, "trigger": args.trigger})
+    return run_ingest(config, with_bridge=not args.no_bridge)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handler(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after the current micro-batch", signum)
+        stop.set()
+        signal.signal(signum, previous[signal.Signals(signum)])
+
+    for sig in previous:
+        signal.signal(sig, _handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _s3_client(config: SilverlineConfig) -> Any:
+    if not config.objects_root.startswith("s3:"):
+        return None
+    import boto3
+
+    return boto3.client("s3", endpoint_url=config.aws.endpoint_url, region_name=config.aws.region)
+
+
+def run_ingest(
+    config: SilverlineConfig, *, with_bridge: bool = True, stop: threading.Event | None = None
+) -> int:
+    """Run the bridge and the ingest query until done or stopped.
+
+    Args:
+        config: The job configuration.
+        with_bridge: Poll SQS (when a queue URL is configured).
+        stop: Set it to stop between micro-batches (signals set it too).
+
+    Returns:
+        0 on success, 1 when the query or the bridge failed.
+    """
+    from jobs.batch import BatchWriter
+    from jobs.bridge.bridge import SqsBridge
+    from jobs.bridge.retry import BridgeError
+    from jobs.contracts import load_contracts
+    from jobs.ops import ensure_ops_tables, ops_table
+    from jobs.reader import ObjectReader
+    from jobs.session import build_spark_session
+    from jobs.stream import ProgressRecorder, start_query
+
+    stop = stop or threading.Event()
+    os.environ["TZ"] = "UTC"  # pyspark returns timestamps as naive local times: make local UTC
+    time.tzset()
+    contracts = load_contracts(config.stream.datasets_file)
+    bridge = SqsBridge(config) if with_bridge and config.sqs.queue_url else None
+    spark = build_spark_session(config)
+    ensure_ops_tables(spark, config)
+    reader = ObjectReader(
+        config.objects_root, s3_client=_s3_client(config), max_workers=config.stream.read_threads
+    )
+    writer = BatchWriter(spark, config, contracts, reader)
+    available_now = config.stream.trigger == "available-now"
+    with _stop_on_signals(stop):
+        try:
+            if bridge is not None and available_now:
+                log.info("draining %s into bronze", config.sqs.queue_url)
+                bridge.run_until_empty()
+            elif bridge is not None:
+                bridge.start()
+            query = start_query(spark, config, writer)
+            recorder = ProgressRecorder(spark, ops_table(config, "stream_progress"))
+            _wait(query, stop, recorder, bridge if not available_now else None)
+            if bridge is not None and not available_now:
+                bridge.stop()
+        except BridgeError as exc:
+            log.error("bridge gave up: %s", exc)
+            return 1
+    if bridge is not None and bridge.failure is not None:
+        return 1
+    error = query.exception()
+    if error is not None:
+        log.error("ingest query failed: %s", error)
+        return 1
+    log.info("ingest finished")
+    return 0
+
+
+def _wait(query: Any, stop: threading.Event, recorder: Any, bridge: Any) -> None:
+    last_record = time.monotonic()
+    while query.isActive:
+        if bridge is not None and bridge.failure is not None and not stop.is_set():
+            stop.set()  # the bridge gave up: finish the current batch, then report it
+            log.error("SQS bridge failed: %s", bridge.failure)
+        if time.monotonic() - last_record > 5:
+            recorder.record(query)
+            last_record = time.monotonic()
+        if stop.is_set():
+            while query.isActive and query.status.get("isTriggerActive"):
+                time.sleep(0.2)
+            query.stop()
+            break
+        try:
+            query.awaitTermination(1)
+        except Exception:  # the failure is reported by query.exception()
+            break
+    recorder.record(query)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``spark-submit jobs/stream_ingest.py`` entry: same arguments as ``silverline stream``."""
+    from jobs.cli import main as cli_main
+
+    return cli_main(["stream", *(sys.argv[1:] if argv is None else argv)])

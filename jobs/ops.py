@@ -1,0 +1,92 @@
+"""The job's own Iceberg tables (ledger, metrics, rejected, quarantine, parked, retry).
+
+They live in the ops catalog (``<catalog>_ops``, warehouse ``<ops_root>tables/``),
+outside every tenant prefix, so the job's writes never trigger tenant
+notifications.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jobs.config import SilverlineConfig
+from jobs.session import ops_catalog_name
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+NAMESPACE = "ops"
+
+# Columns every event-carrying ops table shares (one S3 event, as parsed).
+EVENT_COLUMNS = """
+    bucket STRING, key STRING, tenant STRING, dataset STRING, event_kind STRING, event_name STRING,
+    event_time TIMESTAMP, sequencer STRING, version_id STRING, etag STRING, size BIGINT,
+    event_id STRING, message_id STRING, received_at TIMESTAMP"""
+
+TABLES: dict[str, str] = {
+    # Last applied state per object: the guard against stale and duplicate events (R4, R5).
+    "ledger": """
+        bucket STRING, key STRING, tenant STRING, dataset STRING, state STRING,
+        sequencer STRING, event_time TIMESTAMP, event_id STRING, etag STRING, version_id STRING,
+        batch_id BIGINT, updated_at TIMESTAMP""",
+    # One row per micro-batch: outcome counts that add up (R7), timings, freshness.
+    "batch_metrics": """
+        batch_id BIGINT, query_id STRING, started_at TIMESTAMP, finished_at TIMESTAMP,
+        records_in BIGINT, retried_in BIGINT, applied BIGINT, duplicate BIGINT, stale BIGINT,
+        ignored BIGINT, test BIGINT, parked BIGINT, quarantined BIGINT, rejected BIGINT,
+        deferred BIGINT, tables_committed INT, tables_failed INT, files_read INT, rows_written BIGINT,
+        freshness_p50_s DOUBLE, freshness_p95_s DOUBLE, details STRING""",
+    # What the stream's own operators did per batch: records removed by the watermark dedupe
+    # never reach the batch writer, so they are counted here (from the query progress).
+    "stream_progress": """
+        batch_id BIGINT, query_id STRING, input_messages BIGINT, duplicates_dropped BIGINT,
+        late_dropped BIGINT, reported_at TIMESTAMP""",
+    # Records that could not be parsed or were unsafe, with where to find the message (R1, R7).
+    "rejected": """
+        batch_id BIGINT, message_id STRING, record_index INT, bronze_file STRING, envelope STRING,
+        reason STRING, bucket STRING, key STRING, received_at TIMESTAMP""",
+    # Objects whose file could not be used, or that belong to no declared dataset.
+    "quarantine": f"""
+        batch_id BIGINT, reason STRING, detail STRING, {EVENT_COLUMNS}""",
+    # Events given up on after repeated commit failures; kept to be replayed.
+    "parked": f"""
+        batch_id BIGINT, attempts INT, reason STRING, {EVENT_COLUMNS}""",
+    # Events whose tenant table failed to commit; joined into the next batches.
+    "retry": f"""
+        attempts INT, last_error STRING, {EVENT_COLUMNS}""",
+}
+
+
+def ops_table(config: SilverlineConfig, name: str) -> str:
+    """Fully qualified name of an ops table.
+
+    Args:
+        config: The job configuration.
+        name: One of :data:`TABLES`.
+
+    Returns:
+        ``<catalog>_ops.ops.<name>``.
+    """
+    if name not in TABLES:
+        raise KeyError(f"unknown ops table {name!r}")
+    return f"{ops_catalog_name(config)}.{NAMESPACE}.{name}"
+
+
+def ensure_ops_tables(spark: SparkSession, config: SilverlineConfig) -> None:
+    """Create the ops tables that do not exist yet (format v2, merge-on-read).
+
+    Args:
+        spark: The session.
+        config: The job configuration.
+    """
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {ops_catalog_name(config)}.{NAMESPACE}")
+    for name, columns in TABLES.items():
+        spark.sql(
+            f"""CREATE TABLE IF NOT EXISTS {ops_table(config, name)} ({columns})
+                USING iceberg
+                TBLPROPERTIES ('format-version'='2', 'write.merge.mode'='merge-on-read',
+                  'write.delete.mode'='merge-on-read', 'write.update.mode'='merge-on-read',
+                  'commit.retry.num-retries'='10',
+                  'write.metadata.delete-after-commit.enabled'='true',
+                  'write.metadata.previous-versions-max'='50')"""
+        )

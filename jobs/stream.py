@@ -1,0 +1,215 @@
+"""The streaming query: bronze landing log -> parsed, deduplicated events -> BatchWriter.
+
+Spark's file source reads what the SQS bridge landed (checkpointed, so every
+bronze file is processed exactly once per checkpoint); the S3 event model
+parses it; ``dropDuplicatesWithinWatermark`` on the event identity removes
+duplicate notifications, with the watermark on the bridge's receive time so
+that an event whose *event time* is old is never dropped (R6). Duplicates that
+arrive further apart than the watermark are caught by the ledger instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from pyspark.sql import functions as F
+
+from jobs.config import SilverlineConfig
+from jobs.events import model as m
+from jobs.events.spark import parse_events
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming.query import StreamingQuery
+
+log = logging.getLogger(__name__)
+
+BRONZE_SCHEMA = (
+    "message_id STRING, queue_url STRING, body STRING, received_at STRING, "
+    "receive_count INT, sent_at STRING, bridge_id STRING"
+)
+QUERY_NAME = "silverline_ingest"
+
+
+def bronze_uri(config: SilverlineConfig) -> str:
+    """URI of the bronze landing log (the bridge writes, the stream reads)."""
+    return f"{config.ops_root}bronze/"
+
+
+def checkpoint_uri(config: SilverlineConfig) -> str:
+    """URI of the ingest query's checkpoint."""
+    return f"{config.checkpoint_root}ingest/"
+
+
+def ensure_local_dir(uri: str) -> None:
+    """Create a ``file://`` directory (Spark's file source needs it to exist)."""
+    if uri.startswith("file:"):
+        Path(unquote(urlparse(uri).path)).mkdir(parents=True, exist_ok=True)
+
+
+def read_bronze(spark: SparkSession, config: SilverlineConfig) -> DataFrame:
+    """The bronze landing log as a stream, one row per landed SQS message.
+
+    Args:
+        spark: The session.
+        config: The job configuration.
+
+    Returns:
+        A streaming DataFrame with the bronze columns, a timestamp ``received_at``
+        and the ``bronze_file`` each row came from.
+    """
+    return (
+        spark.readStream.schema(BRONZE_SCHEMA)
+        .option("maxFilesPerTrigger", config.stream.max_files_per_trigger)
+        .option("pathGlobFilter", "*.jsonl")
+        .option("recursiveFileLookup", "true")
+        .json(bronze_uri(config))
+        .withColumn("bronze_file", F.input_file_name())
+        .withColumn(
+            "received_at",
+            F.coalesce(F.to_timestamp("received_at"), F.to_timestamp("sent_at"), F.current_timestamp()),
+        )
+    )
+
+
+def with_dedupe_key(parsed_df: DataFrame) -> DataFrame:
+    """Add ``dedupe_key``: the event identity (R3), or the message and record for non-events.
+
+    Non-event records (tests, ignored, rejected) are keyed by message id,
+    record index and body, so a message the bridge landed twice is counted once.
+    """
+    fallback = F.sha2(
+        F.concat_ws(
+            m.ID_SEPARATOR,
+            F.coalesce(F.col("message_id"), F.lit("")),
+            F.col("record_index").cast("string"),
+            F.col("body_sha256"),
+        ),
+        256,
+    )
+    return parsed_df.withColumn("dedupe_key", F.coalesce(F.col("event_id"), fallback))
+
+
+def deduplicated_events(bronze_df: DataFrame, watermark_delay: str) -> DataFrame:
+    """Parse bronze rows into records and drop duplicates within the watermark.
+
+    Args:
+        bronze_df: Output of :func:`read_bronze`.
+        watermark_delay: How long duplicate-detection state is kept (e.g. ``10 minutes``).
+
+    Returns:
+        One row per distinct record.
+    """
+    return (
+        bronze_df.withColumn("body_sha256", F.sha2(F.coalesce(F.col("body"), F.lit("")), 256))
+        .transform(parse_events)
+        .transform(with_dedupe_key)
+        .withWatermark("received_at", watermark_delay)
+        .dropDuplicatesWithinWatermark(["dedupe_key"])
+    )
+
+
+class QueryIdGate:
+    """Hands the query id to the batch function once ``start()`` has returned."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self.query_id = "unknown"
+
+    def set(self, query_id: str) -> None:
+        """Publish the id."""
+        self.query_id = query_id
+        self._ready.set()
+
+    def wait(self, timeout: float = 60.0) -> str:
+        """Block until the id is known (the first batch can start before ``start()`` returns)."""
+        self._ready.wait(timeout)
+        return self.query_id
+
+
+def progress_rows(progress: list[dict[str, Any]], query_id: str) -> list[tuple[Any, ...]]:
+    """Rows for the ``stream_progress`` ops table from ``query.recentProgress``.
+
+    Args:
+        progress: Progress dicts (``StreamingQueryProgress`` as JSON).
+        query_id: The query id.
+
+    Returns:
+        (batch_id, query_id, input messages, duplicates dropped, late dropped, now) per batch.
+    """
+    rows = []
+    now = datetime.now(UTC)
+    for item in progress:
+        operators = item.get("stateOperators") or []
+        dropped = sum(
+            int((op.get("customMetrics") or {}).get("numDroppedDuplicateRows", 0)) for op in operators
+        )
+        late = sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in operators)
+        rows.append((int(item["batchId"]), query_id, int(item.get("numInputRows", 0)), dropped, late, now))
+    return rows
+
+
+class ProgressRecorder:
+    """Writes the stream's per-batch dedupe counts to ``stream_progress`` (from the driver's main thread)."""
+
+    def __init__(self, spark: SparkSession, table: str) -> None:
+        self.spark = spark
+        self.table = table
+        self.recorded: set[int] = set()
+
+    def record(self, query: StreamingQuery) -> int:
+        """Append progress of batches not recorded yet; returns how many rows were written."""
+        fresh = [p for p in query.recentProgress if int(p["batchId"]) not in self.recorded]
+        if not fresh:
+            return 0
+        rows = progress_rows([dict(p) for p in fresh], str(query.id))
+        frame = self.spark.createDataFrame(rows, schema=self.spark.table(self.table).schema)
+        ids = sorted({r[0] for r in rows})
+        frame.writeTo(self.table).overwrite(
+            F.col("batch_id").isin(ids) & (F.col("query_id") == str(query.id))
+        )
+        self.recorded.update(ids)
+        return len(rows)
+
+
+def start_query(
+    spark: SparkSession, config: SilverlineConfig, writer: Any, trigger: str | None = None
+) -> StreamingQuery:
+    """Start the ingest query with ``writer`` as its foreachBatch function.
+
+    Args:
+        spark: The session.
+        config: The job configuration.
+        writer: A callable ``(batch_df, batch_id)`` with a ``query_id`` attribute.
+        trigger: ``available-now`` or ``interval=<N>s`` (default: ``stream.trigger``).
+
+    Returns:
+        The running query.
+    """
+    ensure_local_dir(bronze_uri(config))
+    trigger = trigger or config.stream.trigger
+    gate = QueryIdGate()
+
+    def run_batch(batch_df: DataFrame, batch_id: int) -> None:
+        writer.query_id = gate.wait()
+        writer(batch_df, batch_id)
+
+    events = deduplicated_events(read_bronze(spark, config), config.stream.watermark_delay)
+    stream = (
+        events.writeStream.queryName(QUERY_NAME)
+        .foreachBatch(run_batch)
+        .option("checkpointLocation", checkpoint_uri(config))
+    )
+    if trigger == "available-now":
+        stream = stream.trigger(availableNow=True)
+    else:
+        stream = stream.trigger(processingTime=trigger.removeprefix("interval=").replace("s", " seconds"))
+    query = stream.start()
+    gate.set(str(query.id))
+    log.info("ingest query %s started (trigger %s, checkpoint %s)", query.id, trigger, checkpoint_uri(config))
+    return query
