@@ -57,11 +57,11 @@ class BatchWriter:
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (the ``foreachBatch`` contract)."""
         started = datetime.now(UTC)
-        batch_df = batch_df.persist()
-        try:
-            counts = self._process(batch_df, int(batch_id), started)
-        finally:
-            batch_df.unpersist()
+        # Materialise the micro-batch once: every later action reads these blocks, so the
+        # stream's stateful dedupe runs exactly once per batch (a persisted plan was seen
+        # to run it twice, doubling the dedupe counts in the query progress).
+        batch_df = batch_df.localCheckpoint(eager=True)
+        counts = self._process(batch_df, int(batch_id), started)
         self.last_counts = counts
         if counts.records_in or counts.retried_in:
             log.info("batch %d: %s", batch_id, counts.summary())
@@ -98,19 +98,18 @@ class BatchWriter:
 
     def _apply_events(self, events: DataFrame, batch_id: int, counts: BatchCounts) -> None:
         with counts.phase("judge"):
-            known = F.col("dataset").isin(list(self.contracts)) if self.contracts else F.lit(False)
-            unknown_rows = events.filter(~known).collect()
-            ranked = ledger.rank_events_per_object(events.filter(known))
-            for row in ledger.filter_batch_losers(ranked).groupBy("verdict").count().collect():
-                counts.add(row["verdict"], row["count"])
             ledger_df = self.spark.table(ops_table(self.config, "ledger"))
-            judged = ledger.with_ledger_verdict(ranked, ledger_df).collect()
-        to_apply = [r for r in judged if r["verdict"] == ledger.APPLY]
-        for r in judged:
-            if r["verdict"] != ledger.APPLY:
-                counts.add(r["verdict"], 1)
-        quarantine: list[tuple[Row, str, str | None]] = [(r, "unknown_dataset", None) for r in unknown_rows]
-        counts.quarantined += len(unknown_rows)
+            judged = ledger.judge_events(events, ledger_df).collect()
+        to_apply: list[Row] = []
+        unknown: list[Row] = []
+        for row in judged:
+            if row["verdict"] != ledger.APPLY:
+                counts.add(row["verdict"], 1)
+            elif row["dataset"] in self.contracts:
+                to_apply.append(row)
+            else:
+                unknown.append(row)
+        quarantine: list[tuple[Row, str, str | None]] = [(r, "unknown_dataset", None) for r in unknown]
         with counts.phase("read"):
             plan = self._read_and_plan(to_apply, batch_id, counts, quarantine)
         with counts.phase("commit"):
@@ -122,7 +121,8 @@ class BatchWriter:
                 max_workers=self.config.stream.commit_threads,
             )
         with counts.phase("ledger"):
-            self._after_commits(plan, results, batch_id, counts)
+            no_table = [(r, ledger.LEDGER_QUARANTINED) for r in unknown]
+            self._after_commits(plan, results, no_table, batch_id, counts)
             self._write_quarantine(quarantine, batch_id)
 
     def _read_and_plan(
@@ -142,15 +142,19 @@ class BatchWriter:
             created = [r for r in rows if r["event_kind"] == "created"]
             table_rows, outcomes = self.reader.read([_ref(r) for r in created], contract)
             counts.files_read += len(created)
-            states: list[tuple[Row, str]] = [
-                (r, ledger.LEDGER_DELETED) for r in rows if r["event_kind"] != "created"
-            ]
+            states = [(r, ledger.LEDGER_DELETED) for r in rows if r["event_kind"] != "created"]
             for row, outcome in zip(created, outcomes, strict=True):
                 states.extend(self._judge_read(row, outcome, counts, quarantine))
-            rows_df = self._to_spark(table_rows, contract, batch_id)
             table = silver_table_name(self.config.catalog.name, bucket, tenant, dataset)
-            location = silver_location(self.config.lake.root, bucket, tenant, dataset)
-            change = TableChange(table, location, contract, rows_df, [r["key"] for r, _ in states])
+            change = TableChange(
+                table=table,
+                location=silver_location(self.config.lake.root, bucket, tenant, dataset),
+                contract=contract,
+                rows=self._to_spark(table_rows, contract, batch_id),
+                # Only objects the ledger knows as live can have rows to replace; others append.
+                replace_keys=[r["key"] for r, _ in states if r["_l_state"] == ledger.LEDGER_LIVE],
+                row_count=table_rows.num_rows,
+            )
             plan[table] = (change, states)
         return plan
 
@@ -184,12 +188,12 @@ class BatchWriter:
         self,
         plan: Mapping[str, tuple[TableChange, list[tuple[Row, str]]]],
         results: Sequence[CommitResult],
+        no_table: list[tuple[Row, str]],
         batch_id: int,
         counts: BatchCounts,
     ) -> None:
-        ledger_rows: list[tuple[Any, ...]] = []
+        done: list[tuple[Row, str]] = list(no_table)
         failed: list[tuple[Row, str]] = []
-        now = datetime.now(UTC)
         for result in results:
             _, states = plan[result.table]
             if result.status == "failed":
@@ -198,17 +202,19 @@ class BatchWriter:
                 continue
             counts.tables_committed += result.status == "committed"
             counts.rows_written += result.rows_written
-            for row, state in states:
-                if state == ledger.LEDGER_QUARANTINED:
-                    counts.quarantined += 1
-                else:
-                    counts.applied += 1
-                    counts.freshness_samples.append(
-                        (now - row["event_time"].replace(tzinfo=UTC)).total_seconds()
-                    )
-                ledger_rows.append(_ledger_row(row, state, batch_id, now))
-        if ledger_rows:
-            ledger.update_ledger(self.spark, ops_table(self.config, "ledger"), self._ledger_df(ledger_rows))
+            done.extend(states)
+        now = datetime.now(UTC)
+        for row, state in done:
+            if state == ledger.LEDGER_QUARANTINED:
+                counts.quarantined += 1
+            else:
+                counts.applied += 1
+                counts.freshness_samples.append((now - row["event_time"].replace(tzinfo=UTC)).total_seconds())
+        if done:
+            rows = [_ledger_row(row, state, batch_id, now) for row, state in done]
+            all_new = all(row["_l_event_id"] is None for row, _ in done)
+            ledger_table = ops_table(self.config, "ledger")
+            ledger.update_ledger(self.spark, ledger_table, self._ledger_df(rows), all_new=all_new)
         self._rewrite_retry(failed, batch_id, counts)
         counts.freshness_p50_s, counts.freshness_p95_s = freshness_percentiles(counts.freshness_samples)
 

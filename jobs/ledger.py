@@ -93,14 +93,36 @@ def with_ledger_verdict(ranked_df: DataFrame, ledger_df: DataFrame) -> DataFrame
     )
 
 
-def update_ledger(spark: SparkSession, ledger_table: str, updates_df: DataFrame) -> None:
+def judge_events(events_df: DataFrame, ledger_df: DataFrame) -> DataFrame:
+    """Every event with its verdict: batch losers (stale/duplicate) and judged winners.
+
+    Args:
+        events_df: The batch's events (bucket, key, sequencer, event_time, event_id, ...).
+        ledger_df: The ledger table.
+
+    Returns:
+        The events with ``verdict`` and the ledger's ``_l_*`` fields (null for losers).
+    """
+    ranked = rank_events_per_object(events_df)
+    winners = with_ledger_verdict(ranked, ledger_df)
+    losers = filter_batch_losers(ranked)
+    return winners.unionByName(losers, allowMissingColumns=True)
+
+
+def update_ledger(
+    spark: SparkSession, ledger_table: str, updates_df: DataFrame, *, all_new: bool = False
+) -> None:
     """Upsert the applied objects' new state into the ledger in one commit.
 
     Args:
         spark: The session.
         ledger_table: Fully qualified ledger table.
         updates_df: One row per object with the ledger's columns.
+        all_new: No object has a ledger row yet: append instead of MERGE (no scan).
     """
+    if all_new:
+        updates_df.writeTo(ledger_table).append()
+        return
     view = "_silverline_ledger_updates"
     updates_df.createOrReplaceTempView(view)
     spark.sql(

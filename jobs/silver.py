@@ -87,9 +87,11 @@ class TableChange:
         location: The table's explicit location (used by catalogs that take one, e.g. Glue).
         contract: The dataset contract (columns and partition spec).
         rows: New rows (silver schema incl. lineage) of objects being (re)placed; may be empty.
-        replace_keys: Source keys whose existing rows must disappear: every key in
-            ``rows`` and every removed object's key. Rows of a key not listed here would be
-            appended next to the key's old rows, so list them all. No keys and no rows: no-op.
+        replace_keys: Source keys whose existing rows must disappear: every key in ``rows``
+            or removed that may have rows in the table (the ledger knows which). Rows of a key
+            not listed are appended next to any old rows of that key. With no keys the commit
+            is a plain append (no scan); no keys and no rows: no-op.
+        row_count: Number of ``rows`` when the caller knows it (saves a Spark job).
     """
 
     table: str
@@ -97,6 +99,7 @@ class TableChange:
     contract: DatasetContract
     rows: DataFrame
     replace_keys: Sequence[str]
+    row_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -305,7 +308,6 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
         The outcome: "committed", "skipped_replay" or "noop".
 
     Raises:
-        ValueError: ``rows`` are given without ``replace_keys``.
         Exception: Whatever Spark or Iceberg raise (:func:`commit_changes` turns them into "failed").
     """
     started = time.monotonic()
@@ -322,17 +324,22 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
             error=None,
         )
 
-    if not keys:
-        if not change.rows.isEmpty():
-            raise ValueError("rows without replace_keys: list every key of the rows")
+    has_rows = change.row_count > 0 if change.row_count is not None else not change.rows.isEmpty()
+    if not keys and not has_rows:
         return result("noop", None)
     ensure_table(spark, change)
     found = find_batch_snapshot(spark, change.table, batch_id=batch_id, query_id=query_id)
     if found:
         return result("skipped_replay", found)
     properties = {SNAPSHOT_QUERY_ID: query_id, SNAPSHOT_BATCH_ID: str(batch_id)}
-    source = merge_source(spark, change)
-    with_commit_properties(spark, properties, lambda: spark.sql(merge_sql(change), source=source))
+    if keys:
+        source = merge_source(spark, change)
+        with_commit_properties(spark, properties, lambda: spark.sql(merge_sql(change), source=source))
+    else:  # only objects with no rows in the table yet: a plain append, no scan of the table
+        columns = [name for name, _ in silver_columns(change.contract)]
+        with_commit_properties(
+            spark, properties, lambda: change.rows.select(*columns).writeTo(change.table).append()
+        )
     return result("committed", find_batch_snapshot(spark, change.table, batch_id=batch_id, query_id=query_id))
 
 

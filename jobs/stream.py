@@ -146,6 +146,7 @@ def progress_rows(progress: list[dict[str, Any]], query_id: str) -> list[tuple[A
     now = datetime.now(UTC)
     for item in progress:
         operators = item.get("stateOperators") or []
+        log.debug("progress of batch %s: state operators %s", item.get("batchId"), operators)
         dropped = sum(
             int((op.get("customMetrics") or {}).get("numDroppedDuplicateRows", 0)) for op in operators
         )

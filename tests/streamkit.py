@@ -124,8 +124,10 @@ def ops_dir(lake: Path, table: str, group: str = "e2e") -> Path:
     return lake / "_ops" / group / "tables" / "ops" / table
 
 
-def silver_rows(lake: Path, tenant: str, dataset: str, columns: list[str]) -> list[tuple[Any, ...]]:
-    table = read_table(silver_dir(lake, tenant, dataset))
+def silver_rows(
+    lake: Path, tenant: str, dataset: str, columns: list[str], bucket: str = "demo-lake"
+) -> list[tuple[Any, ...]]:
+    table = read_table(silver_dir(lake, tenant, dataset, bucket))
     if table is None:
         return []
     return sorted((tuple(r[c] for c in columns) for r in table.select(columns).to_pylist()), key=repr)

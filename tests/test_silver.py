@@ -204,9 +204,18 @@ def test_replayed_batch_is_skipped_and_noop_commits_nothing(spark: Any, spark_la
     assert len(read_table(spark_lake, tenant).snapshots()) == 2
     assert contents(spark_lake, tenant) == {(1, "c", Decimal("1.00"), "a.csv")}
 
-    # Caller mistakes are refused instead of silently dropping or racing rows.
-    with pytest.raises(ValueError, match="rows without replace_keys"):
-        commit_change(spark, change(spark, tenant, [row(2, "b.csv")], []), batch_id=9, query_id=QUERY)
+    # Rows of objects new to the table and no keys to replace: a plain append, one snapshot.
+    appended = commit_change(spark, change(spark, tenant, [row(2, "b.csv")], []), batch_id=9, query_id=QUERY)
+    assert (appended.status, appended.rows_written) == ("committed", 1)
+    assert len(read_table(spark_lake, tenant).snapshots()) == 3
+    assert contents(spark_lake, tenant) == {
+        (1, "c", Decimal("1.00"), "a.csv"),
+        (2, "c", Decimal("1.00"), "b.csv"),
+    }
+    again = commit_change(spark, change(spark, tenant, [row(2, "b.csv")], []), batch_id=9, query_id=QUERY)
+    assert again.status == "skipped_replay"  # an append is recognised as a replay too
+
+    # Caller mistakes are refused instead of racing rows.
     with pytest.raises(ValueError, match="more than one change per table"):
         commit_changes(
             spark,
@@ -214,7 +223,7 @@ def test_replayed_batch_is_skipped_and_noop_commits_nothing(spark: Any, spark_la
             batch_id=9,
             query_id=QUERY,
         )
-    assert len(read_table(spark_lake, tenant).snapshots()) == 2
+    assert len(read_table(spark_lake, tenant).snapshots()) == 3
 
 
 def test_concurrent_commits_isolate_a_failing_table(spark: Any, spark_lake: Path, caplog: Any) -> None:

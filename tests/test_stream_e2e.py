@@ -274,3 +274,50 @@ def test_sigkill_mid_batch_and_restart_converges_and_loses_no_message(setup: dic
     assert kit.queue_counts(setup["endpoint"], setup["queue"]) == 0
     assert kit.queue_counts(setup["endpoint"], setup["dlq"]) == 0
     assert_balanced(metrics(setup["lake_dir"]))
+
+
+def test_one_failing_tenant_table_does_not_block_the_others_and_is_parked(
+    spark: Any, spark_lake: Path, tmp_path: Path, moto_endpoint: str
+) -> None:
+    """R10: badco's table rejects the commit; acme lands; badco's event is retried, then parked."""
+    bucket, group = "r10-lake", "e2e"
+    spark.sql(
+        f"""CREATE TABLE silverline.`{bucket}`.badco.silver.orders (order_id INT, note STRING)
+            USING iceberg"""  # incompatible with the orders contract: every MERGE into it fails
+    )
+    lake = Lake(spark_lake, bucket=bucket, seed=31)
+    lake.put("acme", "orders", "a.csv", rows=3)
+    lake.put("badco", "orders", "b.csv", rows=2)
+    queue_url, dlq_url = kit.make_queue(moto_endpoint)
+    config = kit.write_config(tmp_path, spark_lake, moto_endpoint, queue_url, max_attempts=2)
+    text = config.read_text().replace("bucket: demo-lake", f"bucket: {bucket}")
+    config.write_text(text)
+
+    kit.send_all(moto_endpoint, queue_url, lake.messages)
+    first = kit.run_job(config, "--trigger", "available-now")
+    assert first.returncode == 0, first.stderr[-4000:]
+    acme = kit.silver_rows(spark_lake, "acme", "orders", ORDERS, bucket=bucket)
+    assert sorted(acme, key=repr) == sorted(
+        lake.oracle[("acme", "orders")]["acme/raw/orders/a.csv"], key=repr
+    )
+
+    # The retry rides on the next batch (here: one test event), fails again and is parked.
+    kit.send_all(moto_endpoint, queue_url, [json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})])
+    second = kit.run_job(config, "--trigger", "available-now")
+    assert second.returncode == 0, second.stderr[-4000:]
+
+    ops = spark_lake / "_ops" / group / "tables" / "ops"
+    rows = [r for r in kit.read_table(ops / "batch_metrics").to_pylist()]  # type: ignore[union-attr]
+    assert_balanced(rows)
+    assert sum(r["deferred"] for r in rows) == 1
+    assert sum(r["retried_in"] for r in rows) == 1
+    assert sum(r["parked"] for r in rows) == 1
+    parked = kit.read_table(ops / "parked")
+    assert parked is not None
+    [row] = parked.to_pylist()
+    assert (row["key"], row["attempts"]) == ("badco/raw/orders/b.csv", 2)
+    assert row["reason"].startswith("commit failed")
+    retry = kit.read_table(ops / "retry")
+    assert retry is None or retry.num_rows == 0
+    assert kit.silver_rows(spark_lake, "badco", "orders", ["order_id"], bucket=bucket) == []
+    assert kit.queue_counts(moto_endpoint, dlq_url) == 0

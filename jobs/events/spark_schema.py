@@ -2,19 +2,19 @@
 
 ``from_json`` with a schema built from a :data:`Layout` reads a whole message in
 one pass. With ``spark.sql.json.enablePartialResults`` (on by default in Spark
-3.5) a member of the wrong type becomes null and its siblings survive, which is
-Python's ``_get`` semantics for objects and integers. Three gaps remain and are
-closed here: ``from_json`` accepts text after the value (:func:`read_document`
-wraps it with a sentinel), a string field yields the JSON text of a number,
-object or array (:func:`json_string` probes suspicious values), and one
-non-object element nulls a whole array of structs (arrays are read as element
-texts, see :func:`object_items`).
+3.5) a member of the wrong type becomes null and its siblings survive: Python's
+``_get`` semantics for objects and integers. The gaps that remain are closed
+here: ``from_json`` accepts text after the value (:func:`read_document` wraps it
+with a sentinel); a string field yields the JSON text of a number, object or
+array (:func:`json_string` reads suspicious values once more as those types);
+one non-object element nulls a whole array of objects (:func:`record_items` then
+reads the elements one by one).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import reduce
 from typing import Final, Literal, Union
 
@@ -41,40 +41,37 @@ from jobs.events.model import FIELDS
 JSON_OPTIONS: Final = {"allowSingleQuotes": "false"}
 PARTIAL_RESULTS_CONF: Final = "spark.sql.json.enablePartialResults"
 
-_TYPES: Final[Mapping[str, DataType]] = {
-    "record_index": IntegerType(),
-    "event_time": TimestampType(),
-    "size": LongType(),
-}
-PARSED_SCHEMA: Final = StructType([StructField(name, _TYPES.get(name, StringType())) for name in FIELDS])
-"""The ParsedRecord fields, in FIELDS order, as Spark types (event_time is UTC)."""
 
-# One record's fields before the rules run (cf. parse._Raw).
-RAW_SCHEMA: Final = StructType(
-    [
-        StructField("bucket", StringType()),
-        StructField("key", StringType()),
-        StructField("event_name", StringType()),
-        StructField("event_time", StringType()),
-        StructField("has_sequencer", BooleanType()),
-        StructField("sequencer", StringType()),
-        StructField("version_id", StringType()),
-        StructField("etag", StringType()),
-        StructField("size", LongType()),
-        StructField("encoded_key", BooleanType()),
-    ]
+def _struct(names: Sequence[str] | str, types: Mapping[str, DataType]) -> StructType:
+    """Fields ``names`` (or space-separated names), strings unless ``types`` says otherwise."""
+    names = names.split() if isinstance(names, str) else names
+    return StructType([StructField(name, types.get(name, StringType())) for name in names])
+
+
+PARSED_SCHEMA: Final = _struct(
+    FIELDS, {"record_index": IntegerType(), "event_time": TimestampType(), "size": LongType()}
 )
-# An element of a JSON array of records: its text and whether it is a JSON object.
-ITEM_SCHEMA: Final = StructType([StructField("text", StringType()), StructField("is_object", BooleanType())])
+"""The ParsedRecord fields, in FIELDS order, as Spark types (event_time is UTC)."""
+# One record's fields before the rules run (cf. parse._Raw).
+RAW_SCHEMA: Final = _struct(
+    "bucket key event_name event_time has_sequencer sequencer version_id etag size encoded_key",
+    {"has_sequencer": BooleanType(), "size": LongType(), "encoded_key": BooleanType()},
+)
+# An element of an array of records: whether it is an object and its RAW_SCHEMA fields,
+# or (when the array mixes objects and other values) its text, to be read after the explode.
+ITEM_SCHEMA: Final = _struct("is_object raw text", {"is_object": BooleanType(), "raw": RAW_SCHEMA})
 
 Kind = Literal["any", "string", "long"]
 Layout = Mapping[str, Union[Kind, "Layout", list["Layout"]]]
 """Members to read: ``any`` (JSON text of any type), ``string`` (null unless a JSON
-string), ``long`` (null unless a JSON integer), a nested layout (an object), or
-``[layout]`` (an array of objects, read as element texts)."""
+string), ``long`` (null unless a JSON integer), a layout (an object) or ``[layout]``
+(an array of objects)."""
+Path = Sequence[str | Column]
+"""Member names and (Column) array indexes."""
 
 _SENTINEL: Final = "__silverline_sentinel__"
 _EMPTY_OBJECT: Final = StructType([])
+_OBJECT: Final = "map<string,string>"  # from_json gives null for any text but an object's
 # Text that from_json gives a non-string value: object, array, boolean, number
 # (NaN and infinities come back quoted). Any other text can only be a string.
 _MAYBE_NOT_STRING: Final = r'^(\{|\[|true\z|false\z|-?[0-9][0-9.E+-]*\z|"(NaN|-?Infinity)"\z)'
@@ -85,7 +82,7 @@ def typed_schema(layout: Layout) -> StructType:
 
     def of(kind: Kind | Layout | list[Layout]) -> DataType:
         if isinstance(kind, list):
-            return ArrayType(StringType())
+            return ArrayType(typed_schema(kind[0]))
         if isinstance(kind, Mapping):
             return typed_schema(kind)
         return LongType() if kind == "long" else StringType()
@@ -96,24 +93,23 @@ def typed_schema(layout: Layout) -> StructType:
 def read_document(text: Column, layout: Layout) -> Column:
     """Read a message body: the layout's members, or null unless ``text`` is one JSON object.
 
-    ``from_json`` ignores text after the first value, so the text is parsed as the
-    first element of an array whose second element carries the text's own
-    SHA-256: trailing text shows as a missing, different or extra element.
+    ``from_json`` ignores text after the first value, so the text is read as the
+    first element of an array whose second element carries the text's own SHA-256:
+    trailing text shows as a missing, different or extra element.
 
     Args:
         text: A string column (may be null, empty or not JSON).
         layout: The members to read.
 
     Returns:
-        A struct column (``typed_schema(layout)`` plus a sentinel member), null
-        when ``json.loads`` would fail or return something other than an object.
+        A ``typed_schema(layout)`` struct (plus a null sentinel member), null when
+        ``json.loads`` would fail or return something other than an object.
     """
     sentinel = F.sha2(text, 256)
     schema = typed_schema(layout).add(_SENTINEL, StringType())
     wrapped = F.concat(F.lit("["), text, F.lit(f',{{"{_SENTINEL}":"'), sentinel, F.lit('"}]'))
     both = F.from_json(wrapped, ArrayType(schema), JSON_OPTIONS)
-    single = (F.size(both) == 2) & (F.get(both, 1)[_SENTINEL] == sentinel)
-    return F.when(single, F.get(both, 0))  # (its sentinel member is null)
+    return F.when((F.size(both) == 2) & (F.get(both, 1)[_SENTINEL] == sentinel), F.get(both, 0))
 
 
 def read_object(text: Column, layout: Layout) -> Column:
@@ -121,32 +117,25 @@ def read_object(text: Column, layout: Layout) -> Column:
     return F.from_json(text, typed_schema(layout), JSON_OPTIONS)
 
 
-def at(value: Column, path: Sequence[str]) -> Column:
-    """The nested field ``path`` of a struct column."""
-    return reduce(lambda col, name: col[name], path, value)
+def at(value: Column, path: Path) -> Column:
+    """The nested member ``path`` of a struct column."""
+    return reduce(lambda col, step: F.get(col, step) if isinstance(step, Column) else col[step], path, value)
 
 
-def _probe(source: Column, path: Sequence[str], leaf: DataType) -> Column:
+def _probe(source: Column, path: Path, leaf: DataType) -> Column:
     """Member ``path`` of ``source`` read once more, as ``leaf`` (null when it is not one)."""
-    schema = StructType([StructField(path[-1], leaf)])
-    for name in reversed(path[:-1]):
-        schema = StructType([StructField(name, schema)])
+    schema = leaf
+    for step in reversed(path):
+        schema = ArrayType(schema) if isinstance(step, Column) else StructType([StructField(step, schema)])
+    assert isinstance(schema, StructType), "a path starts with a member name"
     return at(F.from_json(source, schema, JSON_OPTIONS), path)
 
 
-def json_string(source: Column, path: Sequence[str], value: Column) -> Column:
-    """``value`` (a member read as StringType) when it is a JSON string, else null (Python ``_str``).
+def json_string(source: Column, path: Path, value: Column) -> Column:
+    """``value`` (a member read as a string) if it is a JSON string, else null (Python ``_str``).
 
     Only a value that looks like a number, boolean, object or array is checked,
     by reading ``path`` of ``source`` once more as that type.
-
-    Args:
-        source: The JSON text ``value`` was read from.
-        path: The member's path in ``source``.
-        value: The member's text.
-
-    Returns:
-        A string column.
     """
 
     def parses_as(leaf: DataType) -> Column:
@@ -158,47 +147,93 @@ def json_string(source: Column, path: Sequence[str], value: Column) -> Column:
         .when(value.isin("true", "false"), parses_as(BooleanType()))
         .otherwise(parses_as(DoubleType()))
     )
-    return F.when(value.isNull() | ~value.rlike(_MAYBE_NOT_STRING), value).when(~not_string, value)
+    suspicious = value.rlike(_MAYBE_NOT_STRING) & _may_hold(source, path, '"')
+    return F.when(value.isNull() | ~suspicious, value).when(~not_string, value)
 
 
-def is_present(source: Column, path: Sequence[str], value: Column) -> Column:
+def is_present(source: Column, path: Path, value: Column) -> Column:
     """Whether member ``path`` of ``source`` is there and not JSON null (``value``: its typed read)."""
-    return F.when(value.isNotNull(), F.lit(True)).otherwise(_probe(source, path, StringType()).isNotNull())
+    present = _may_hold(source, path, "n") & _probe(source, path, StringType()).isNotNull()
+    return F.when(value.isNotNull(), F.lit(True)).otherwise(present)
 
 
-def object_items(source: Column, path: Sequence[str], elements: Column) -> Column:
-    """The elements of a JSON array as ``array<ITEM_SCHEMA>`` (null when not an array).
+def _may_hold(source: Column, path: Path, not_first: str) -> Column:
+    r"""False when ``source`` surely has no member ``path`` whose value starts with none of ``not_first``.
 
-    Known gap: in an array that mixes objects with other values, an element that
-    is a JSON *string* holding an object's text counts as an object.
+    A cheap look at the text that spares most second readings: such a member shows
+    as its quoted name, a colon and the value, unless the text has ``\u`` escapes.
+    """
+    name = next(step for step in reversed(path) if isinstance(step, str))
+    pattern = rf'"\Q{name}\E"[ \t\n\r]*:[ \t\n\r]*[^{not_first} \t\n\r]'
+    return source.rlike(pattern) | source.contains("\\u")
+
+
+@dataclasses.dataclass(frozen=True)
+class Members:
+    """The typed members of one JSON object, and where in which text it was read."""
+
+    value: Column  # a struct from read_document / read_object
+    source: Column  # the JSON text, for json_string checks
+    prefix: tuple[str | Column, ...] = ()  # the object's path in ``source``
+
+    def any(self, *path: str) -> Column:
+        """A member as read (JSON text of any type, a long, a struct or an array)."""
+        return at(self.value, path)
+
+    def string(self, *path: str) -> Column:
+        """A member that must be a JSON string (Python ``_str``)."""
+        return json_string(self.source, (*self.prefix, *path), at(self.value, path))
+
+
+def _all_strings(source: Column, path: Sequence[str]) -> Column:
+    """Whether array ``path`` of ``source`` holds only strings and nulls.
+
+    Spark reads a JSON string as an interval without failing (null when it is not
+    one) and fails on any other value, which nulls the whole array.
+    """
+    ddl = "array<interval>"
+    for name in reversed(path[1:]):
+        ddl = f"struct<`{name}`: {ddl}>"
+    return at(F.from_json(source, f"`{path[0]}` {ddl}", JSON_OPTIONS), path).isNotNull()
+
+
+def record_items(array: Members, name: str, to_raw: Callable[[Members], Column]) -> Column:
+    """The elements of the array of objects ``name`` as ``array<ITEM_SCHEMA>`` (null if not an array).
+
+    Known gap: in an array that mixes objects and strings, a string holding an
+    object's text counts as an object.
 
     Args:
-        source: The JSON text the array was read from.
-        path: The array's path in ``source``.
-        elements: The array read as ``array<string>``.
+        array: The object holding the array.
+        name: The array member.
+        to_raw: Builds an element's RAW_SCHEMA fields from its members.
 
     Returns:
         An array column.
     """
-    all_objects = _probe(source, path, ArrayType(_EMPTY_OBJECT)).isNotNull()
+    typed, path = array.any(name), (*array.prefix, name)
+    no_raw, no_text = F.lit(None).cast(RAW_SCHEMA), F.lit(None).cast(StringType())
 
-    def item(element: Column, is_object: Column) -> Column:
-        return F.struct(element.alias("text"), F.coalesce(is_object, F.lit(False)).alias("is_object"))
+    def item(is_object: Column, raw: Column, text: Column) -> Column:
+        return F.struct(is_object.alias("is_object"), raw.alias("raw"), text.alias("text"))
 
-    return F.when(all_objects, F.transform(elements, lambda e: item(e, e.isNotNull()))).otherwise(
-        F.transform(elements, lambda e: item(e, F.from_json(e, _EMPTY_OBJECT, JSON_OPTIONS).isNotNull()))
-    )
+    def read(element: Column, index: Column) -> Column:
+        raw = to_raw(Members(element, array.source, (*path, index)))
+        return item(element.isNotNull(), F.when(element.isNotNull(), raw), no_text)
+
+    # An array of only strings (and nulls) holds no object, e.g. double-encoded records.
+    all_strings = _all_strings(array.source, [p for p in path if isinstance(p, str)])
+
+    def unread(text: Column) -> Column:
+        is_object = F.coalesce(F.from_json(text, _OBJECT, JSON_OPTIONS).isNotNull(), F.lit(False))
+        return item(~all_strings & is_object, no_raw, text)
+
+    texts = _probe(array.source, path, ArrayType(StringType()))
+    return F.when(typed.isNotNull(), F.transform(typed, read)).otherwise(F.transform(texts, unread))
 
 
 def raw_struct(**fields: Column | str | bool | None) -> Column:
-    """Build a RAW_SCHEMA struct; missing fields are null.
-
-    Args:
-        **fields: Values by RAW_SCHEMA field name (columns or literals).
-
-    Returns:
-        The struct column.
-    """
+    """A RAW_SCHEMA struct of the given fields (columns or literals); the others are null."""
     unknown = set(fields) - set(RAW_SCHEMA.fieldNames())
     if unknown:
         raise ValueError(f"not RAW_SCHEMA fields: {sorted(unknown)}")
@@ -210,37 +245,13 @@ def lookup(mapping: Mapping[str, str], key: Column) -> Column:
     return F.try_element_at(F.create_map(*[F.lit(x) for pair in mapping.items() for x in pair]), key)
 
 
-@dataclasses.dataclass(frozen=True)
-class Members:
-    """The typed members of one JSON object and the text they were read from."""
-
-    value: Column  # a struct from read_document / read_object
-    source: Column  # its JSON text, for json_string / is_present checks
-
-    def any(self, *path: str) -> Column:
-        """A member as read (JSON text of any type, a long, a struct or element texts)."""
-        return at(self.value, path)
-
-    def string(self, *path: str) -> Column:
-        """A member that must be a JSON string (Python ``_str``)."""
-        return json_string(self.source, path, at(self.value, path))
-
-
 # ---- where each envelope keeps its fields (parse._s3_records, _eventbridge, _cloudtrail) ------------
 DELETE_OBJECTS: Final = "DeleteObjects"
+_OBJ: Final[Layout] = {"key": "string", "sequencer": "string", "size": "long"}
 S3_RECORD: Final[Layout] = {
     "eventName": "string",
     "eventTime": "any",
-    "s3": {
-        "bucket": {"name": "string"},
-        "object": {
-            "key": "string",
-            "sequencer": "string",
-            "versionId": "string",
-            "eTag": "string",
-            "size": "long",
-        },
-    },
+    "s3": {"bucket": {"name": "string"}, "object": {**_OBJ, "versionId": "string", "eTag": "string"}},
 }
 DELETED_OBJECT: Final[Layout] = {"Key": "string", "VersionId": "string"}
 TEST_EVENT: Final[Layout] = {"Bucket": "string", "Time": "any"}
@@ -249,13 +260,7 @@ _DETAIL: Final[Layout] = {
     "reason": "string",
     "deletion-type": "string",
     "bucket": {"name": "string"},
-    "object": {
-        "key": "string",
-        "sequencer": "string",
-        "version-id": "string",
-        "etag": "string",
-        "size": "long",
-    },
+    "object": {**_OBJ, "version-id": "string", "etag": "string"},
     # CloudTrail "AWS API Call via CloudTrail"
     "eventName": "string",
     "eventTime": "any",
@@ -264,7 +269,7 @@ _DETAIL: Final[Layout] = {
     "responseElements": {"x-amz-version-id": "string"},
     "additionalEventData": {"bytesTransferredIn": "long"},
 }
-# Also the document an SNS notification carries in "Message". Test events' "Bucket" and
+# Also the document an SNS notification carries in "Message". A test event's "Bucket" and
 # "Time" are read apart: Spark resolves field names case-insensitively ("time").
 MESSAGE: Final[Layout] = {
     "Records": [S3_RECORD],
@@ -276,6 +281,11 @@ MESSAGE: Final[Layout] = {
     "time": "any",
     "detail": _DETAIL,
 }
+
+
+def deleted_raw(obj: Members) -> Column:
+    """RAW_SCHEMA key and version of an object of a DeleteObjects request (read as DELETED_OBJECT)."""
+    return raw_struct(key=obj.string("Key"), version_id=obj.string("VersionId"))
 
 
 def s3_record_raw(rec: Members) -> Column:
@@ -297,24 +307,17 @@ def s3_record_raw(rec: Members) -> Column:
 
 def eventbridge_raw(msg: Members) -> Column:
     """RAW_SCHEMA fields of an EventBridge S3 event (read as MESSAGE)."""
-    obj = ("detail", "object")
-    kind, reason = msg.any("detail-type"), F.coalesce(msg.string("detail", "reason"), F.lit(""))
+    obj, kind = ("detail", "object"), msg.any("detail-type")
+    reason = F.coalesce(msg.string("detail", "reason"), F.lit(""))
     pair = F.concat(reason, F.lit("|"), F.coalesce(msg.string("detail", "deletion-type"), F.lit("")))
-    name = (
-        F.when(
-            kind == m.EB_OBJECT_CREATED,
-            F.coalesce(lookup(m.EB_CREATED_REASONS, reason), F.concat(F.lit(m.CREATED_PREFIX), reason)),
-        )
-        .when(
-            kind == m.EB_OBJECT_DELETED,
-            F.coalesce(lookup(m.EB_DELETED_NAMES, pair), F.lit(m.EB_DELETED_DEFAULT)),
-        )
-        .otherwise(msg.string("detail-type"))
-    )
+    created = F.coalesce(lookup(m.EB_CREATED_REASONS, reason), F.concat(F.lit(m.CREATED_PREFIX), reason))
+    deleted = F.coalesce(lookup(m.EB_DELETED_NAMES, pair), F.lit(m.EB_DELETED_DEFAULT))
     return raw_struct(
         bucket=msg.string("detail", "bucket", "name"),
         key=msg.string(*obj, "key"),
-        event_name=name,
+        event_name=F.when(kind == m.EB_OBJECT_CREATED, created)
+        .when(kind == m.EB_OBJECT_DELETED, deleted)
+        .otherwise(msg.string("detail-type")),
         event_time=msg.any("time"),
         has_sequencer=msg.any(*obj, "sequencer").isNotNull(),
         sequencer=msg.string(*obj, "sequencer"),
@@ -331,10 +334,10 @@ class CloudTrail:
 
     failed: Column  # the API call failed (errorCode present)
     delete_objects: Column  # a DeleteObjects call: one record per element of ``objects``
-    objects: Column  # array<ITEM_SCHEMA>
+    objects: Column  # array<ITEM_SCHEMA> with keys and versions
     bucket: Column
     event_name: Column
-    raw: Column  # RAW_SCHEMA of a single-object call (key and version come from ``objects`` otherwise)
+    raw: Column  # RAW_SCHEMA of the call (key and version come from ``objects`` for DeleteObjects)
 
     @classmethod
     def of(cls, msg: Members) -> CloudTrail:
@@ -343,7 +346,6 @@ class CloudTrail:
         api = msg.string(*detail, "eventName")
         name = F.coalesce(lookup(m.CLOUDTRAIL_NAMES, F.coalesce(api, F.lit(""))), api)
         single = F.coalesce(api != DELETE_OBJECTS, F.lit(True))
-        objects = (*params, "delete", "Object")
         raw = raw_struct(
             bucket=msg.string(*params, "bucketName"),
             key=F.when(single, msg.string(*params, "key")),
@@ -354,10 +356,11 @@ class CloudTrail:
             size=F.when(single, msg.any(*detail, "additionalEventData", "bytesTransferredIn")),
             encoded_key=False,
         )
+        delete = Members(msg.any(*params, "delete"), msg.source, (*params, "delete"))
         return cls(
             failed=msg.any(*detail, "errorCode").isNotNull(),
             delete_objects=~single,
-            objects=object_items(msg.source, objects, msg.any(*objects)),
+            objects=record_items(delete, "Object", deleted_raw),
             bucket=msg.string(*params, "bucketName"),
             event_name=name,
             raw=raw,
