@@ -1,8 +1,8 @@
 """The Spark event parser against the shared case table and against the Python parser.
 
 All bodies (the case table, ~200 random ones, a few for time zones) are parsed in
-one Spark job, under a session time zone that is not UTC: event times and ids
-must not depend on it.
+one Spark job, in ANSI mode and under a session time zone that is not UTC: event
+times and ids must not depend on it, and no malformed input may fail the job.
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ pytestmark = pytest.mark.spark
 
 Rows = dict[str, list[dict[str, Any]]]  # message name -> its records, in record order
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Times around New York's spring-forward gap (02:30 on 2024-03-10 does not exist there).
+# The fixture's session: not UTC (02:30 on 2024-03-10 does not exist in New York), and
+# ANSI mode, where a bad cast fails the job instead of giving null.
+STRICT_SESSION = {"spark.sql.session.timeZone": "America/New_York", "spark.sql.ansi.enabled": "true"}
+# Times around New York's spring-forward gap.
 ZONE_TIMES = ["2024-03-10T07:30:00Z", "2024-03-10T02:30:00.5-05:00", "2024-12-31T23:59:59.999999999-01:00"]
 
 
@@ -92,13 +95,15 @@ def parsed(spark: SparkSession) -> Iterator[tuple[StructType, Rows]]:
         [(i, i * 10 if i % 3 else None, body) for i, body in enumerate(bodies.values())],
         "message_id long, receive_count int, payload string",
     )
-    zone = spark.conf.get("spark.sql.session.timeZone") or "UTC"
-    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    saved = {key: spark.conf.get(key) or "" for key in STRICT_SESSION}
     try:
+        for key, setting in STRICT_SESSION.items():
+            spark.conf.set(key, setting)
         out = parse_events(df, body_col="payload")
         collected = out.withColumn("event_time", F.unix_micros("event_time")).collect()
     finally:
-        spark.conf.set("spark.sql.session.timeZone", zone)
+        for key, setting in saved.items():
+            spark.conf.set(key, setting)
     rows: Rows = defaultdict(list)
     for row in collected:
         record = row.asDict()
@@ -152,10 +157,8 @@ def test_other_columns_are_kept_and_repeated_per_record(parsed: tuple[StructType
     assert len(rows["s3-multi-record"]) == 3
     for records in rows.values():
         message_id = records[0]["message_id"]
-        expected = message_id * 10 if message_id % 3 else None
-        assert [(r["message_id"], r["receive_count"]) for r in records] == [(message_id, expected)] * len(
-            records
-        )
+        want = (message_id, message_id * 10 if message_id % 3 else None)
+        assert all((r["message_id"], r["receive_count"]) == want for r in records)
 
 
 def test_clashing_or_missing_columns_are_refused(spark: SparkSession) -> None:
@@ -182,7 +185,7 @@ def test_regexes_mean_what_python_means() -> None:
     assert java_regex(r"a\$b") == r"a\$b"
 
 
-# ---- random bodies for the property test --------------------------------
+# ---- random bodies for the property test: mixes of the case table's builders ----------------------
 
 KEY_PIECES = [
     "t1", "acme", "T_2", "tü", "t%C3%BC", "", ".", "..", "raw", "raw", "raw", "silver", "RAW", "orders",
@@ -206,20 +209,8 @@ TIMES: list[Any] = [
 ]  # fmt: skip
 SIZES: list[Any] = [1024, 0, None, -1, 2**40, "5", 5.0, True, float("nan")]
 ODD_VALUES: list[Any] = [
-    None,
-    "",
-    42,
-    4.5,
-    True,
-    [],
-    ["x"],
-    {"a": 1},
-    "null",
-    "123",
-    "true",
-    "{}",
-    float("nan"),
-]
+    None, "", 42, 4.5, True, [], ["x"], {"a": 1}, "null", "123", "true", "{}", float("nan"),
+]  # fmt: skip
 
 
 def random_key(rng: random.Random) -> str:
@@ -239,10 +230,8 @@ def random_sequencer(rng: random.Random) -> Any:
     if roll < 0.6:
         digits = "".join(rng.choice("0123456789abcdefABCDEF") for _ in range(rng.randint(1, 40)))
         return rng.choice(["", "", "00", "0" * 20]) + digits
-    if roll < 0.7:
-        return "".join(
-            rng.choice("0123456789") for _ in range(rng.randint(1, 20))
-        )  # all digits: a string still
+    if roll < 0.7:  # all decimal digits: still a string
+        return "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 20)))
     return rng.choice([None, "", "XYZ", "0x1F", " 1A", 123, 0, 1.5, True, {"a": 1}, ["1"], float("nan")])
 
 
@@ -321,6 +310,8 @@ def garble(rng: random.Random, body: str) -> str | None:
             body + rng.choice([" x", "]", "}", ",1", "{}", " \n "]),
             "  " + body + "\n",
             body.replace('"', "'", 4),
+            body.replace(': "', ': "\t', 1),  # a control character, deep inside
+            body.replace(", ", " ", 1),  # a missing comma, deep inside
             "\ufeff" + body,
             json.dumps(body),
             rng.choice(

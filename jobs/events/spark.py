@@ -321,10 +321,14 @@ def with_event_time(df: DataFrame) -> DataFrame:
     )
     fraction, zone = F.substring(F.col(_FRACTION), 1, 7), F.col(_ZONE)
     hh_mm = F.substring(zone, 2, 2).cast("int") * 60 + F.substring(zone, 5, 2).cast("int")
-    minutes = F.when(zone == "Z", F.lit(0)).when(zone.startswith("-"), -hh_mm).otherwise(hh_mm)
-    local = F.concat(F.substring(text, 1, 19), fraction, F.lit("Z"))
-    valid = (zone != "") & (F.abs(minutes) < 24 * 60) & ~text.startswith("0000")
-    instant = F.when(valid, local.cast("timestamp") - F.make_dt_interval(mins=minutes))
+    minutes = (
+        F.when(zone == "Z", F.lit(0)).when(zone.startswith("-"), -hh_mm).when(zone.startswith("+"), hh_mm)
+    )
+    local = F.try_to_timestamp(
+        F.concat(F.substring(text, 1, 19), fraction, F.lit("Z"))
+    )  # null if no such day
+    valid = (F.abs(minutes) < 24 * 60) & ~text.startswith("0000")
+    instant = F.when(valid, local - F.make_dt_interval(mins=minutes))
     # The UTC text: the input's own digits when it is UTC with a four-digit year.
     same = F.concat(
         F.substring(text, 1, 19), F.lit("."), F.rpad(F.substring(fraction, 2, 6), 6, "0"), F.lit("Z")

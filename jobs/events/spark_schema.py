@@ -4,11 +4,11 @@
 one pass. With ``spark.sql.json.enablePartialResults`` (on by default in Spark
 3.5) a member of the wrong type becomes null and its siblings survive: Python's
 ``_get`` semantics for objects and integers. The gaps that remain are closed
-here: ``from_json`` accepts text after the value (:func:`read_document` wraps it
-with a sentinel); a string field yields the JSON text of a number, object or
-array (:func:`json_string` reads suspicious values once more as those types);
-one non-object element nulls a whole array of objects (:func:`record_items` then
-reads the elements one by one).
+here: ``from_json`` accepts text after the value, and partial results pass over
+syntax errors inside a member (:func:`is_json_object` checks the text first); a
+string field yields the JSON text of a number, object or array (:func:`json_string`
+reads suspicious values once more as those types); one non-object element nulls
+a whole array of objects (:func:`record_items` then reads the elements one by one).
 """
 
 from __future__ import annotations
@@ -90,26 +90,25 @@ def typed_schema(layout: Layout) -> StructType:
     return StructType([StructField(name, of(kind)) for name, kind in layout.items()])
 
 
-def read_document(text: Column, layout: Layout) -> Column:
-    """Read a message body: the layout's members, or null unless ``text`` is one JSON object.
+def is_json_object(text: Column) -> Column:
+    """Whether ``text`` is exactly one JSON object, as ``json.loads`` reads it (non-null boolean).
 
-    ``from_json`` ignores text after the first value, so the text is read as the
-    first element of an array whose second element carries the text's own SHA-256:
-    trailing text shows as a missing, different or extra element.
-
-    Args:
-        text: A string column (may be null, empty or not JSON).
-        layout: The members to read.
-
-    Returns:
-        A ``typed_schema(layout)`` struct (plus a null sentinel member), null when
-        ``json.loads`` would fail or return something other than an object.
+    The text is read as the first element of an array whose second element holds
+    the text's own SHA-256: text after the object shows as a missing, different or
+    extra element (``from_json`` ignores text after a value). The object's members
+    are only skipped, and skipping fails on any syntax error, which nulls the whole
+    array (reading a member with partial results would pass over such an error).
     """
     sentinel = F.sha2(text, 256)
-    schema = typed_schema(layout).add(_SENTINEL, StringType())
     wrapped = F.concat(F.lit("["), text, F.lit(f',{{"{_SENTINEL}":"'), sentinel, F.lit('"}]'))
-    both = F.from_json(wrapped, ArrayType(schema), JSON_OPTIONS)
-    return F.when((F.size(both) == 2) & (F.get(both, 1)[_SENTINEL] == sentinel), F.get(both, 0))
+    both = F.from_json(wrapped, ArrayType(_struct(_SENTINEL, {})), JSON_OPTIONS)
+    single = (F.size(both) == 2) & (F.get(both, 1)[_SENTINEL] == sentinel) & F.get(both, 0).isNotNull()
+    return F.coalesce(single, F.lit(False))
+
+
+def read_document(text: Column, layout: Layout) -> Column:
+    """The layout's members of a message body, null unless ``json.loads`` would give an object."""
+    return F.when(is_json_object(text), F.from_json(text, typed_schema(layout), JSON_OPTIONS))
 
 
 def read_object(text: Column, layout: Layout) -> Column:
@@ -226,7 +225,7 @@ def record_items(array: Members, name: str, to_raw: Callable[[Members], Column])
 
     def unread(text: Column) -> Column:
         is_object = F.coalesce(F.from_json(text, _OBJECT, JSON_OPTIONS).isNotNull(), F.lit(False))
-        return item(~all_strings & is_object, no_raw, text)
+        return item(is_object & ~all_strings, no_raw, text)
 
     texts = _probe(array.source, path, ArrayType(StringType()))
     return F.when(typed.isNotNull(), F.transform(typed, read)).otherwise(F.transform(texts, unread))
