@@ -80,6 +80,24 @@ def random_bodies(count: int, seed: int) -> dict[str, str | None]:
     return {f"random-{seed}-{i}": random_body(rng) for i in range(count)}
 
 
+# Inputs on which parse_message raises today (see the proposed parse.py fixes); Spark gives
+# what the fixed parser would: the time out of datetime's range is invalid, a lone surrogate
+# becomes "?" (as Java and str.encode("utf-8", "replace") do), deep nesting is invalid JSON.
+PYTHON_RAISES: dict[str, tuple[str, dict[str, Any]]] = {
+    "time-before-year-1": (
+        s3_message(s3_record("t1/raw/orders/a.csv", time="0001-01-01T00:00:00+01:00")),
+        {"reason": "invalid_event_time", "event_time": None},
+    ),
+    "time-after-year-9999": (
+        s3_message(s3_record("t1/raw/orders/a.csv", time="9999-12-31T23:59:59-01:00")),
+        {"reason": "invalid_event_time", "event_time": None},
+    ),
+    "key-lone-surrogate": (
+        s3_message(s3_record("t1/raw/orders/\ud800.csv")),
+        {"outcome": "event", "key": "t1/raw/orders/?.csv"},
+    ),
+    "deep-nesting": ('{"Records": ' + "[" * 1200 + "]" * 1200 + "}", {"reason": "invalid_json"}),
+}
 ALL_BODIES: dict[str, str | None] = {
     **{name: body for name, body, _ in CASES},
     **{f"zone-{t}": s3_message(s3_record("t1/raw/orders/a.csv", time=t, sequencer=None)) for t in ZONE_TIMES},
@@ -89,7 +107,11 @@ ALL_BODIES: dict[str, str | None] = {
 @pytest.fixture(scope="module")
 def parsed(spark: SparkSession) -> Iterator[tuple[StructType, Rows]]:
     """(output schema, rows by message) of one parse_events run over all bodies."""
-    bodies = {**ALL_BODIES, **random_bodies(200, seed=20240301)}
+    bodies = {
+        **ALL_BODIES,
+        **random_bodies(200, seed=20240301),
+        **{n: b for n, (b, _) in PYTHON_RAISES.items()},
+    }
     names = list(bodies)
     df = spark.createDataFrame(
         [(i, i * 10 if i % 3 else None, body) for i, body in enumerate(bodies.values())],
@@ -141,7 +163,7 @@ def test_spark_equals_python_on_random_bodies(parsed: tuple[StructType, Rows]) -
 
 def test_every_message_yields_rows_and_only_events_have_ids(parsed: tuple[StructType, Rows]) -> None:
     _, rows = parsed
-    assert len(rows) == len(ALL_BODIES) + 200
+    assert len(rows) == len(ALL_BODIES) + 200 + len(PYTHON_RAISES)
     for records in rows.values():
         assert [r["record_index"] for r in records] == list(range(len(records)))
         assert all((r["event_id"] is not None) == (r["outcome"] == "event") for r in records)
@@ -159,6 +181,15 @@ def test_other_columns_are_kept_and_repeated_per_record(parsed: tuple[StructType
         message_id = records[0]["message_id"]
         want = (message_id, message_id * 10 if message_id % 3 else None)
         assert all((r["message_id"], r["receive_count"]) == want for r in records)
+
+
+@pytest.mark.parametrize("name", list(PYTHON_RAISES))
+def test_inputs_the_python_parser_raises_on(parsed: tuple[StructType, Rows], name: str) -> None:
+    body, want = PYTHON_RAISES[name]
+    with pytest.raises((ValueError, RecursionError, OverflowError, UnicodeError)):
+        parse_message(body)
+    (row,) = parsed[1][name]
+    assert {k: row[k] for k in want} == want
 
 
 def test_clashing_or_missing_columns_are_refused(spark: SparkSession) -> None:

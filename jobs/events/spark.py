@@ -36,6 +36,7 @@ _SURROGATE_LEAD_RE: Final = r"(?i)%ED(?=%[AB][0-9A-F])"
 _IGNORED: Final = (m.R_SNS_CONTROL, m.R_API_FAILED, m.R_EVENT_TYPE, m.R_FOLDER_MARKER, m.R_NOT_RAW_ZONE)
 _OUTCOME_BY_REASON: Final = {m.R_TEST_EVENT: m.TEST, **dict.fromkeys(_IGNORED, m.IGNORED)}  # else rejected
 _DAY_MICROS: Final = 86_400_000_000
+_UTC_RANGE: Final = (-62_135_596_800_000_000, 253_402_300_799_999_999)  # 0001-01-01 .. 9999-12-31, in µs
 
 # Working columns, dropped by parse_events' final select.
 _BODY, _MSG, _DOC_TEXT, _DOC, _PRESET, _HAS_RECORDS = (f"_ev_{n}" for n in ("b", "m", "t", "d", "p", "h"))
@@ -328,7 +329,9 @@ def with_event_time(df: DataFrame) -> DataFrame:
         F.concat(F.substring(text, 1, 19), fraction, F.lit("Z"))
     )  # null if no such day
     valid = (F.abs(minutes) < 24 * 60) & ~text.startswith("0000")
-    instant = F.when(valid, local - F.make_dt_interval(mins=minutes))
+    shifted = local - F.make_dt_interval(mins=minutes)
+    # In UTC still within years 1-9999 (Python's datetime cannot go further).
+    instant = F.when(valid & F.unix_micros(shifted).between(*_UTC_RANGE), shifted)
     # The UTC text: the input's own digits when it is UTC with a four-digit year.
     same = F.concat(
         F.substring(text, 1, 19), F.lit("."), F.rpad(F.substring(fraction, 2, 6), 6, "0"), F.lit("Z")
