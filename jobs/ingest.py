@@ -11,16 +11,14 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from types import FrameType
 from typing import Any
 
 from jobs.cliargs import add_config_arguments, config_from_args
 from jobs.config import SilverlineConfig
+from jobs.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -82,25 +80,12 @@ def run_stream_command(args: argparse.Namespace) -> int:
     return run_ingest(config, with_bridge=not args.no_bridge)
 
 
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def _handler(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping after the current micro-batch", signum)
+def _stop_on_signals(stop: threading.Event) -> contextlib.AbstractContextManager[None]:
+    def on_stop() -> None:
+        log.info("signal: stopping after the current micro-batch")
         stop.set()
-        signal.signal(signum, previous[signal.Signals(signum)])
 
-    for sig in previous:
-        signal.signal(sig, _handler)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return stop_on_signals(on_stop)
 
 
 def _s3_client(config: SilverlineConfig) -> Any:

@@ -6,16 +6,13 @@ import argparse
 import contextlib
 import json
 import logging
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from types import FrameType
 from typing import Any
 
 from jobs.bridge.bridge import SqsBridge
 from jobs.bridge.retry import BridgeError
 from jobs.cliargs import add_config_arguments, config_from_args
+from jobs.signals import stop_on_signals as on_signals
 
 log = logging.getLogger(__name__)
 
@@ -86,29 +83,6 @@ def run_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def stop_on_signals(bridge: SqsBridge) -> Iterator[None]:
-    """Turn the first SIGTERM / SIGINT into a clean stop; a second one acts as usual.
-
-    Args:
-        bridge: The bridge to stop.
-
-    Yields:
-        Nothing; handlers are restored on exit.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def _handler(signum: int, frame: FrameType | None) -> None:
-        bridge.request_stop()
-        signal.signal(signum, previous[signal.Signals(signum)])
-
-    for sig in previous:
-        signal.signal(sig, _handler)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def stop_on_signals(bridge: SqsBridge) -> contextlib.AbstractContextManager[None]:
+    """Turn the first SIGTERM / SIGINT into a clean stop of ``bridge``; a second one acts as usual."""
+    return on_signals(bridge.request_stop)
