@@ -54,7 +54,13 @@ def _get(obj: Any, *path: str) -> Any:
 
 
 def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: "?" as Java's UTF-8 encoder writes it
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
 
 
 def parse_event_time(value: Any) -> datetime | None:
@@ -72,7 +78,10 @@ def parse_event_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(_FRACTION.sub(r".\1", value))
     except ValueError:
         return None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        return None
 
 
 def normalize_sequencer(value: Any) -> tuple[str | None, bool]:
@@ -264,7 +273,7 @@ def _sns(body: Mapping[str, Any]) -> list[ParsedRecord]:
         return _message_level(m.ENV_SNS, m.IGNORED, m.R_SNS_CONTROL)
     try:
         inner = json.loads(body["Message"]) if isinstance(body.get("Message"), str) else None
-    except ValueError:
+    except (ValueError, RecursionError):
         inner = None
     if isinstance(inner, Mapping) and inner.get("Records") is not None:
         return _s3_records(inner, m.ENV_SNS)
@@ -347,7 +356,7 @@ def parse_message(body: str | None) -> list[ParsedRecord]:
     """
     try:
         doc = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         doc = None
     if not isinstance(doc, Mapping):
         return _message_level(m.ENV_UNKNOWN, m.REJECTED, m.R_INVALID_JSON)
