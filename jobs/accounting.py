@@ -58,6 +58,8 @@ class BatchCounts:
     freshness_p50_s: float | None = None
     freshness_p95_s: float | None = None
     phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Per tenant table ("<tenant>/<dataset>"): files, rows_read, rows_written, status.
+    tables: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     freshness_samples: list[float] = dataclasses.field(default_factory=list, repr=False)
 
     def add(self, outcome: str, n: int) -> None:
@@ -65,6 +67,17 @@ class BatchCounts:
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
         setattr(self, outcome, getattr(self, outcome) + n)
+
+    def table(self, tenant: str, dataset: str) -> dict[str, Any]:
+        """The per-table counters of ``tenant``'s ``dataset`` (created on first use)."""
+        return self.tables.setdefault(
+            f"{tenant}/{dataset}", {"files": 0, "rows_read": 0, "rows_written": 0, "status": "planned"}
+        )
+
+    @property
+    def tenants(self) -> int:
+        """Distinct tenants with a table in this batch."""
+        return len({name.split("/", 1)[0] for name in self.tables})
 
     @property
     def outcomes_total(self) -> int:
@@ -95,7 +108,8 @@ class BatchCounts:
         phases = " ".join(f"{k}={v:.2f}s" for k, v in self.phase_seconds.items())
         return (
             f"in={self.records_in}+{self.retried_in} {parts or 'nothing'} [{balance}] "
-            f"tables={self.tables_committed} failed={self.tables_failed} files={self.files_read} "
+            f"tenants={self.tenants} tables={self.tables_committed} failed={self.tables_failed} "
+            f"files={self.files_read} "
             f"rows={self.rows_written} p95_fresh={p95} {phases}"
         )
 
@@ -116,6 +130,7 @@ class BatchCounts:
             "rows_read": self.rows_read,
             "phase_seconds": self.phase_seconds,
             "balanced": self.balanced,
+            "tables": self.tables,
         }
         return (
             self.batch_id, self.query_id, self.started_at, self.finished_at, self.records_in, self.retried_in,

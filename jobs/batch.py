@@ -9,10 +9,11 @@ ledger, then the retry/parked/quarantine/rejected tables and batch metrics
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pyspark.sql import functions as F
 
@@ -20,9 +21,9 @@ from jobs import ledger
 from jobs.accounting import BatchCounts, freshness_percentiles
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
-from jobs.ops import ops_table
+from jobs.ops import MetricsSink, ops_table
 from jobs.reader import ObjectReader, ObjectRef, ReadOutcome
-from jobs.silver import CommitResult, TableChange, commit_changes, silver_columns
+from jobs.silver import CommitResult, TableChange, commit_changes, current_snapshot_id, silver_columns
 from jobs.storage import silver_location, silver_table_name
 
 if TYPE_CHECKING:
@@ -36,6 +37,15 @@ EVENT_FIELDS = (
 )  # fmt: skip
 
 
+class PlannedTable(NamedTuple):
+    """One tenant table's change in a batch and the ledger state each of its events leads to."""
+
+    change: TableChange
+    states: list[tuple[Row, str]]
+    tenant: str
+    dataset: str
+
+
 class BatchWriter:
     """Callable for ``foreachBatch``: applies one micro-batch of parsed records."""
 
@@ -46,48 +56,63 @@ class BatchWriter:
         contracts: Mapping[str, DatasetContract],
         reader: ObjectReader,
         query_id: str = "unknown",
+        metrics_sink: MetricsSink | None = None,
     ) -> None:
         self.spark = spark
         self.config = config
         self.contracts = dict(contracts)
         self.reader = reader
         self.query_id = query_id
-        self.last_counts: BatchCounts | None = None
+        self.metrics_sink = metrics_sink
+        self._lock = threading.Lock()  # stream batches and retry passes never overlap
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (the ``foreachBatch`` contract)."""
-        started = datetime.now(UTC)
-        # Materialise the micro-batch once: every later action reads these blocks, so the
-        # stream's stateful dedupe runs exactly once per batch (a persisted plan was seen
-        # to run it twice, doubling the dedupe counts in the query progress).
-        batch_df = batch_df.localCheckpoint(eager=True)
-        counts = self._process(batch_df, int(batch_id), started)
-        self.last_counts = counts
+        with self._lock:
+            started = datetime.now(UTC)
+            # Materialise the micro-batch once: every later action reads these blocks, so the
+            # stream's stateful dedupe runs exactly once per batch (a persisted plan was seen
+            # to run it twice, doubling the dedupe counts in the query progress).
+            batch_df = batch_df.localCheckpoint(eager=True)
+            counts = self._process(batch_df, int(batch_id), started)
         if counts.records_in or counts.retried_in:
             log.info("batch %d: %s", batch_id, counts.summary())
 
+    def retry_pass(self, query_id: str) -> BatchCounts | None:
+        """Retry the events of failed tenant commits without waiting for new input.
+
+        Its batch id is the negated id of the retry table's current snapshot: a pass
+        that crashed after some commits and is run again gets the same id, so those
+        commits are recognised as replays (R6), while the next pass gets a new id.
+
+        Args:
+            query_id: The streaming query id (recorded in the snapshot properties).
+
+        Returns:
+            The pass's counts, or None when nothing waits for a retry.
+        """
+        with self._lock:
+            snapshot_id = current_snapshot_id(self.spark, ops_table(self.config, "retry"))
+            if snapshot_id is None:
+                return None
+            started = datetime.now(UTC)
+            self.query_id = query_id
+            counts = self._process(None, -snapshot_id, started)
+        if not counts.retried_in:
+            return None
+        log.info("retry pass %d: %s", counts.batch_id, counts.summary())
+        return counts
+
     # ---- phases -------------------------------------------------------------------------------------
-    def _process(self, batch_df: DataFrame, batch_id: int, started: datetime) -> BatchCounts:
+    def _process(self, batch_df: DataFrame | None, batch_id: int, started: datetime) -> BatchCounts:
         counts = BatchCounts(batch_id=batch_id, query_id=self.query_id, started_at=started)
         with counts.phase("parse"):
-            grouped = batch_df.groupBy("outcome").agg(F.count("*").alias("n")).collect()
-            by_outcome = {r["outcome"]: r["n"] for r in grouped}
-            counts.records_in = sum(by_outcome.values())
-            counts.test = by_outcome.get("test", 0)
-            counts.ignored = by_outcome.get("ignored", 0)
-            counts.rejected = by_outcome.get("rejected", 0)
-            if counts.rejected:
-                self._write_rejected(batch_df, batch_id)
-            events = (
-                batch_df.filter(F.col("outcome") == "event")
-                .select(*EVENT_FIELDS)
-                .withColumn("attempts", F.lit(0))
-            )
             retry = self.spark.table(ops_table(self.config, "retry")).select(*EVENT_FIELDS, "attempts")
             counts.retried_in = retry.count()
+            events = self._records(batch_df, batch_id, counts) if batch_df is not None else None
         if counts.records_in == 0 and counts.retried_in == 0:
             return counts  # a no-data batch (Spark advancing the watermark): nothing to record
-        all_events = events.unionByName(retry).persist()
+        all_events = (retry if events is None else events.unionByName(retry)).persist()
         try:
             self._apply_events(all_events, batch_id, counts)
         finally:
@@ -95,6 +120,22 @@ class BatchWriter:
         counts.finished_at = datetime.now(UTC)
         self._write_metrics(counts)
         return counts
+
+    def _records(self, batch_df: DataFrame, batch_id: int, counts: BatchCounts) -> DataFrame:
+        """Count the batch's records by parse outcome; keep the rejected; return the events."""
+        grouped = batch_df.groupBy("outcome").agg(F.count("*").alias("n")).collect()
+        by_outcome = {r["outcome"]: r["n"] for r in grouped}
+        counts.records_in = sum(by_outcome.values())
+        counts.test = by_outcome.get("test", 0)
+        counts.ignored = by_outcome.get("ignored", 0)
+        counts.rejected = by_outcome.get("rejected", 0)
+        if counts.rejected:
+            self._write_rejected(batch_df, batch_id)
+        return (
+            batch_df.filter(F.col("outcome") == "event")
+            .select(*EVENT_FIELDS)
+            .withColumn("attempts", F.lit(0))
+        )
 
     def _apply_events(self, events: DataFrame, batch_id: int, counts: BatchCounts) -> None:
         with counts.phase("judge"):
@@ -115,7 +156,7 @@ class BatchWriter:
         with counts.phase("commit"):
             results = commit_changes(
                 self.spark,
-                [change for change, _ in plan.values()],
+                [planned.change for planned in plan.values()],
                 batch_id=batch_id,
                 query_id=self.query_id,
                 max_workers=self.config.stream.commit_threads,
@@ -131,17 +172,20 @@ class BatchWriter:
         batch_id: int,
         counts: BatchCounts,
         quarantine: list[tuple[Row, str, str | None]],
-    ) -> dict[str, tuple[TableChange, list[tuple[Row, str]]]]:
+    ) -> dict[str, PlannedTable]:
         """Read created objects per tenant table; return changes and each event's ledger state."""
         groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
         for row in to_apply:
             groups[(row["bucket"], row["tenant"], row["dataset"])].append(row)
-        plan: dict[str, tuple[TableChange, list[tuple[Row, str]]]] = {}
+        plan: dict[str, PlannedTable] = {}
         for (bucket, tenant, dataset), rows in groups.items():
             contract = self.contracts[dataset]
             created = [r for r in rows if r["event_kind"] == "created"]
             table_rows, outcomes = self.reader.read([_ref(r) for r in created], contract)
             counts.files_read += len(created)
+            stats = counts.table(tenant, dataset)
+            stats["files"] += len(created)
+            stats["rows_read"] += table_rows.num_rows
             states = [(r, ledger.LEDGER_DELETED) for r in rows if r["event_kind"] != "created"]
             for row, outcome in zip(created, outcomes, strict=True):
                 states.extend(self._judge_read(row, outcome, counts, quarantine))
@@ -155,7 +199,7 @@ class BatchWriter:
                 replace_keys=[r["key"] for r, _ in states if r["_l_state"] == ledger.LEDGER_LIVE],
                 row_count=table_rows.num_rows,
             )
-            plan[table] = (change, states)
+            plan[table] = PlannedTable(change, states, tenant, dataset)
         return plan
 
     @staticmethod
@@ -186,7 +230,7 @@ class BatchWriter:
 
     def _after_commits(
         self,
-        plan: Mapping[str, tuple[TableChange, list[tuple[Row, str]]]],
+        plan: Mapping[str, PlannedTable],
         results: Sequence[CommitResult],
         no_table: list[tuple[Row, str]],
         batch_id: int,
@@ -195,7 +239,11 @@ class BatchWriter:
         done: list[tuple[Row, str]] = list(no_table)
         failed: list[tuple[Row, str]] = []
         for result in results:
-            _, states = plan[result.table]
+            planned = plan[result.table]
+            states = planned.states
+            stats = counts.table(planned.tenant, planned.dataset)
+            stats["status"] = result.status
+            stats["rows_written"] = result.rows_written
             if result.status == "failed":
                 counts.tables_failed += 1
                 failed.extend((row, result.error or "commit failed") for row, _ in states)
@@ -269,6 +317,8 @@ class BatchWriter:
 
     def _write_metrics(self, counts: BatchCounts) -> None:
         self._replace_batch_rows("batch_metrics", [counts.as_row()], counts.batch_id)
+        if self.metrics_sink is not None:
+            self.metrics_sink.write(counts)
 
 
 def _ref(row: Row) -> ObjectRef:

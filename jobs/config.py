@@ -104,6 +104,9 @@ class BridgeConfig(_Section):
     wait_time_seconds: int = Field(default=20, ge=0, le=20)
     visibility_timeout_seconds: int = Field(default=120, ge=10, le=43200)
     flush_max_messages: int = Field(default=1000, ge=1)
+    flush_max_bytes: int | None = Field(
+        default=None, ge=1024, description="A bronze file holds at most this many bytes (one message more)"
+    )
     flush_interval_seconds: float = Field(default=5.0, gt=0)
     max_consecutive_errors: int = Field(default=10, ge=1)
 
@@ -115,10 +118,18 @@ class StreamConfig(_Section):
     checkpoint_root: str | None = Field(default=None, description="Default: <ops_root>checkpoints/")
     trigger: str = Field(default="available-now", description="available-now | interval=<N>s")
     max_files_per_trigger: int = Field(default=200, ge=1)
+    max_bytes_per_trigger: int | None = Field(
+        default=None,
+        ge=1024,
+        description="Bronze bytes per micro-batch; needs bridge.flush_max_bytes (see files_per_trigger)",
+    )
     watermark_delay: str = Field(default="10 minutes", description="Dedupe state kept this long")
     commit_threads: int = Field(default=4, ge=1, le=64)
     read_threads: int = Field(default=8, ge=1, le=128)
     max_attempts: int = Field(default=3, ge=1, description="Failed commits per object before parking")
+    retry_interval_seconds: float = Field(
+        default=30.0, gt=0, description="Failed tenant commits are retried this often when idle"
+    )
 
     @field_validator("trigger")
     @classmethod
@@ -192,7 +203,29 @@ class SilverlineConfig(_Section):
                 raise ValueError("lake.root: mode emr needs an s3:// root")
             if self.spark.iceberg_jar or self.spark.iceberg_packages:
                 raise ValueError("spark.iceberg_jar: mode emr uses the cluster's Iceberg")
+        limit = self.stream.max_bytes_per_trigger
+        if limit is not None:
+            size = self.bridge.flush_max_bytes
+            if size is None:
+                raise ValueError(
+                    "stream.max_bytes_per_trigger: Spark 3.5's file source limits files, not bytes; "
+                    "also set bridge.flush_max_bytes so that bronze files have a bounded size"
+                )
+            if limit < size:
+                raise ValueError(f"stream.max_bytes_per_trigger must be >= bridge.flush_max_bytes ({size})")
         return self
+
+    @property
+    def files_per_trigger(self) -> int:
+        """Bronze files per micro-batch.
+
+        ``max_files_per_trigger``, lowered so that ``files x bridge.flush_max_bytes``
+        stays within ``max_bytes_per_trigger``.
+        """
+        limit, size = self.stream.max_bytes_per_trigger, self.bridge.flush_max_bytes
+        if limit is None or size is None:
+            return self.stream.max_files_per_trigger
+        return max(1, min(self.stream.max_files_per_trigger, limit // size))
 
     @property
     def ops_root(self) -> str:

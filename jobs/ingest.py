@@ -113,7 +113,7 @@ def run_ingest(
     from jobs.bridge.bridge import SqsBridge
     from jobs.bridge.retry import BridgeError
     from jobs.contracts import load_contracts
-    from jobs.ops import ensure_ops_tables, ops_table
+    from jobs.ops import MetricsSink, ensure_ops_tables, ops_table
     from jobs.reader import ObjectReader
     from jobs.session import build_spark_session
     from jobs.stream import ProgressRecorder, start_query
@@ -128,7 +128,7 @@ def run_ingest(
     reader = ObjectReader(
         config.objects_root, s3_client=_s3_client(config), max_workers=config.stream.read_threads
     )
-    writer = BatchWriter(spark, config, contracts, reader)
+    writer = BatchWriter(spark, config, contracts, reader, metrics_sink=MetricsSink.for_config(config))
     available_now = config.stream.trigger == "available-now"
     with _stop_on_signals(stop):
         try:
@@ -139,9 +139,12 @@ def run_ingest(
                 bridge.start()
             query = start_query(spark, config, writer)
             recorder = ProgressRecorder(spark, ops_table(config, "stream_progress"))
-            _wait(query, stop, recorder, bridge if not available_now else None)
+            retries = RetryScheduler(writer, config.stream.retry_interval_seconds)
+            _wait(query, stop, recorder, None if available_now else bridge, retries)
             if bridge is not None and not available_now:
                 bridge.stop()
+            if available_now and query.exception() is None:
+                retries.drain(str(query.id), config.stream.max_attempts, stop)
         except BridgeError as exc:
             log.error("bridge gave up: %s", exc)
             return 1
@@ -155,9 +158,44 @@ def run_ingest(
     return 0
 
 
-def _wait(query: Any, stop: threading.Event, recorder: Any, bridge: Any) -> None:
+class RetryScheduler:
+    """Runs retry passes for failed tenant commits when the stream has no batch running."""
+
+    def __init__(self, writer: Any, interval: float) -> None:
+        """Create the scheduler.
+
+        Args:
+            writer: The :class:`jobs.batch.BatchWriter`.
+            interval: ``stream.retry_interval_seconds``.
+        """
+        self._writer = writer
+        self._interval = interval
+        self._last = time.monotonic()
+
+    def maybe_run(self, query: Any) -> None:
+        """Run a pass if the interval has passed and no micro-batch is running."""
+        if time.monotonic() - self._last < self._interval or query.status.get("isTriggerActive"):
+            return
+        self._last = time.monotonic()
+        self._writer.retry_pass(str(query.id))
+
+    def drain(self, query_id: str, max_attempts: int, stop: threading.Event) -> None:
+        """After an available-now run: retry until every failed event is applied or parked.
+
+        Each pass adds one attempt, so at most ``max_attempts`` passes run; the
+        pause between them doubles from 1 s up to the retry interval.
+        """
+        for attempt in range(max_attempts):
+            if stop.is_set() or self._writer.retry_pass(query_id) is None:
+                return
+            stop.wait(min(self._interval, 2.0**attempt))
+
+
+def _wait(query: Any, stop: threading.Event, recorder: Any, bridge: Any, retries: RetryScheduler) -> None:
     last_record = time.monotonic()
     while query.isActive:
+        if bridge is not None:  # a long-running stream: retries do not wait for new input
+            retries.maybe_run(query)
         if bridge is not None and bridge.failure is not None and not stop.is_set():
             stop.set()  # the bridge gave up: finish the current batch, then report it
             log.error("SQS bridge failed: %s", bridge.failure)

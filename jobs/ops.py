@@ -7,6 +7,8 @@ notifications.
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import TYPE_CHECKING
 
 from jobs.config import SilverlineConfig
@@ -14,6 +16,11 @@ from jobs.session import ops_catalog_name
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from jobs.accounting import BatchCounts
+    from jobs.bridge.landing import BronzeStore
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = "ops"
 
@@ -90,3 +97,45 @@ def ensure_ops_tables(spark: SparkSession, config: SilverlineConfig) -> None:
                   'write.metadata.delete-after-commit.enabled'='true',
                   'write.metadata.previous-versions-max'='50')"""
         )
+
+
+def metrics_uri(config: SilverlineConfig) -> str:
+    """Directory of the JSON-lines copy of the batch metrics: ``<ops_root>metrics/batches/``."""
+    return f"{config.ops_root}metrics/batches/"
+
+
+class MetricsSink:
+    """Writes each batch's metrics as one JSON line, one file per batch.
+
+    ``<ops_root>metrics/batches/query=<query id>/batch-<id>.jsonl`` (``retry-<id>``
+    for retry passes): a replayed batch overwrites its own file, so the copy
+    stays exact; read it with
+    ``spark.read.json``, pandas or ``jq``. Losing a copy never fails a batch:
+    the ``batch_metrics`` table is the record.
+    """
+
+    def __init__(self, store: BronzeStore) -> None:
+        """Create the sink.
+
+        Args:
+            store: A whole-file store at :func:`metrics_uri`.
+        """
+        self._store = store
+
+    @classmethod
+    def for_config(cls, config: SilverlineConfig) -> MetricsSink:
+        """The sink under a configuration's ops root."""
+        from jobs.bridge.landing import open_store
+
+        return cls(open_store(metrics_uri(config), config))
+
+    def write(self, counts: BatchCounts) -> str | None:
+        """Write one batch's metrics; returns the file's URI (None if the write failed)."""
+        kind = "retry" if counts.batch_id < 0 else "batch"
+        name = f"query={counts.query_id}/{kind}-{abs(counts.batch_id):020d}.jsonl"
+        data = (json.dumps(counts.as_dict(), sort_keys=True) + "\n").encode("utf-8")
+        try:
+            return self._store.write(name, data)
+        except Exception as exc:  # the ops table holds the same row; report and go on
+            log.warning("could not write the JSON copy of batch %s metrics: %s", counts.batch_id, exc)
+            return None

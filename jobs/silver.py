@@ -402,3 +402,19 @@ def commit_changes(
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(changes)))) as pool:
         return list(pool.map(lambda change: _commit_isolated(spark, change, batch_id, query_id), changes))
+
+
+def current_snapshot_id(spark: SparkSession, table: str) -> int | None:
+    """The id of a table's current snapshot, read through Iceberg's Java API (no Spark job).
+
+    Args:
+        spark: The session.
+        table: The table identifier.
+
+    Returns:
+        The snapshot id, or None for a table without snapshots.
+    """
+    iceberg = _jvm(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
+    iceberg.refresh()
+    snapshot = iceberg.currentSnapshot()
+    return None if snapshot is None else int(snapshot.snapshotId())

@@ -65,7 +65,7 @@ def read_bronze(spark: SparkSession, config: SilverlineConfig) -> DataFrame:
     """
     return (
         spark.readStream.schema(BRONZE_SCHEMA)
-        .option("maxFilesPerTrigger", config.stream.max_files_per_trigger)
+        .option("maxFilesPerTrigger", config.files_per_trigger)
         .option("pathGlobFilter", "*.jsonl")
         .option("recursiveFileLookup", "true")
         .json(bronze_uri(config))

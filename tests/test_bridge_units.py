@@ -434,3 +434,21 @@ def test_cli_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "silverline bridge --config conf/local.yaml" in out and "--until-empty" in out
+
+
+def test_holding_caps_a_bronze_file_by_bytes_and_a_big_message_still_goes_alone() -> None:
+    holding = Holding(receivers=1, capacity=1000)
+    small = held(6)  # each line is 8 bytes: {"i":N}\n
+    big = [HeldMessage("rh-big", "id-big", b"x" * 100 + b"\n", time.monotonic(), time.monotonic() + 60)]
+    holding.add(0, small[:3] + big + small[3:])
+    assert not flush_due(2, 0.0, 100, 60.0, False, buffered_bytes=16, max_bytes=17)
+    assert flush_due(2, 0.0, 100, 60.0, False, buffered_bytes=16, max_bytes=16)
+    first = holding.next_batch(100, interval=60, timeout=0.01, max_bytes=20)
+    assert [m.message_id for m in first or []] == ["id-0", "id-1"]  # a third would make 24 bytes
+    second = holding.next_batch(100, interval=60, timeout=0.01, max_bytes=20)
+    assert [m.message_id for m in second or []] == ["id-2"]  # the big one does not fit after it
+    third = holding.next_batch(100, interval=60, timeout=0.01, max_bytes=20)
+    assert [m.message_id for m in third or []] == ["id-big"]  # alone, over the limit
+    rest = holding.next_batch(100, interval=60, timeout=0.01, max_bytes=20)
+    assert [m.message_id for m in rest or []] == ["id-3", "id-4"]
+    assert holding.next_batch(100, interval=60, timeout=0.01, max_bytes=20) == []  # 8 bytes left, young

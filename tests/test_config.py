@@ -104,3 +104,24 @@ def test_both_jar_sources_rejected() -> None:
         load_config(
             None, environ={}, overrides={"spark": {"iceberg_jar": "a.jar", "iceberg_packages": "g:a:v"}}
         )
+
+
+def test_bytes_per_trigger_needs_bounded_bronze_files_and_lowers_the_file_count() -> None:
+    with pytest.raises(ConfigError, match=r"bridge\.flush_max_bytes"):
+        load_config(None, environ={}, overrides={"stream": {"max_bytes_per_trigger": 10_000_000}})
+    with pytest.raises(ConfigError, match=r">= bridge\.flush_max_bytes"):
+        load_config(
+            None,
+            environ={},
+            overrides={"stream": {"max_bytes_per_trigger": 2048}, "bridge": {"flush_max_bytes": 4096}},
+        )
+    config = load_config(
+        None,
+        environ={},
+        overrides={
+            "stream": {"max_bytes_per_trigger": 10_000_000, "max_files_per_trigger": 200},
+            "bridge": {"flush_max_bytes": 1_000_000},
+        },
+    )
+    assert config.files_per_trigger == 10
+    assert load_config(None, environ={}).files_per_trigger == 200  # no byte limit: the file limit

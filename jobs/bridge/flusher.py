@@ -58,7 +58,11 @@ class Flusher:
             BridgeError: Landing or deleting kept failing.
         """
         while not self._gate.aborted.is_set():
-            batch = self._holding.next_batch(self._cfg.flush_max_messages, self._cfg.flush_interval_seconds)
+            batch = self._holding.next_batch(
+                self._cfg.flush_max_messages,
+                self._cfg.flush_interval_seconds,
+                max_bytes=self._cfg.flush_max_bytes,
+            )
             if batch is None:
                 return
             if batch:

@@ -34,7 +34,14 @@ class HeldMessage:
 
 
 def flush_due(
-    count: int, oldest_age: float | None, max_messages: int, interval: float, draining: bool
+    count: int,
+    oldest_age: float | None,
+    max_messages: int,
+    interval: float,
+    draining: bool,
+    *,
+    buffered_bytes: int = 0,
+    max_bytes: int | None = None,
 ) -> bool:
     """Decide whether buffered messages should be written now.
 
@@ -44,13 +51,15 @@ def flush_due(
         max_messages: ``bridge.flush_max_messages``.
         interval: ``bridge.flush_interval_seconds``.
         draining: The receivers have stopped; write whatever is left.
+        buffered_bytes: Bytes of the buffered bronze lines.
+        max_bytes: ``bridge.flush_max_bytes`` (None: no byte limit).
 
     Returns:
         True to flush now.
     """
     if count == 0:
         return False
-    if draining or count >= max_messages:
+    if draining or count >= max_messages or (max_bytes is not None and buffered_bytes >= max_bytes):
         return True
     return oldest_age is not None and oldest_age >= interval
 
@@ -83,6 +92,7 @@ class Holding:
         """
         self._cond = threading.Condition()
         self._buffer: deque[HeldMessage] = deque()
+        self._buffered_bytes = 0
         self._in_flight: dict[str, HeldMessage] = {}
         self._last_empty = [False] * receivers
         self._capacity = capacity
@@ -98,6 +108,7 @@ class Holding:
         with self._cond:
             self._last_empty[receiver] = not messages
             self._buffer.extend(messages)
+            self._buffered_bytes += sum(len(m.line) for m in messages)
             self._cond.notify_all()
 
     def wait_for_room(self, timeout: float) -> bool:
@@ -119,7 +130,7 @@ class Holding:
             self._cond.notify_all()
 
     def next_batch(
-        self, max_messages: int, interval: float, timeout: float = 1.0
+        self, max_messages: int, interval: float, timeout: float = 1.0, *, max_bytes: int | None = None
     ) -> list[HeldMessage] | None:
         """Wait (at most ``timeout``) for a flush to become due and take its batch.
 
@@ -127,6 +138,8 @@ class Holding:
             max_messages: The most messages in one bronze file.
             interval: ``bridge.flush_interval_seconds``.
             timeout: Longest wait in seconds.
+            max_bytes: The most bytes in one bronze file (a single larger message still
+                gets a file of its own); None for no byte limit.
 
         Returns:
             The batch (now in flight); ``[]`` if nothing is due yet; ``None`` once
@@ -137,17 +150,33 @@ class Holding:
             while True:
                 now = time.monotonic()
                 oldest = now - self._buffer[0].received_mono if self._buffer else None
-                if flush_due(len(self._buffer), oldest, max_messages, interval, self._draining):
-                    return self._take(max_messages)
+                due = flush_due(
+                    len(self._buffer),
+                    oldest,
+                    max_messages,
+                    interval,
+                    self._draining,
+                    buffered_bytes=self._buffered_bytes,
+                    max_bytes=max_bytes,
+                )
+                if due:
+                    return self._take(max_messages, max_bytes)
                 if self._draining:
                     return None
                 if now >= deadline:
                     return []
                 self._cond.wait(min(deadline - now, flush_wait(oldest, interval)))
 
-    def _take(self, max_messages: int) -> list[HeldMessage]:
-        count = min(max_messages, len(self._buffer))
-        batch = [self._buffer.popleft() for _ in range(count)]
+    def _take(self, max_messages: int, max_bytes: int | None) -> list[HeldMessage]:
+        batch: list[HeldMessage] = []
+        size = 0
+        while self._buffer and len(batch) < max_messages:
+            line_bytes = len(self._buffer[0].line)  # lines end with their newline
+            if batch and max_bytes is not None and size + line_bytes > max_bytes:
+                break
+            batch.append(self._buffer.popleft())
+            size += line_bytes
+        self._buffered_bytes -= size
         self._in_flight.update((m.receipt_handle, m) for m in batch)
         self._cond.notify_all()
         return batch

@@ -170,7 +170,23 @@ def open_bronze_store(config: SilverlineConfig, s3_client: S3Client | None = Non
     Raises:
         ConfigError: The ops root is neither ``file://`` nor ``s3://``.
     """
-    uri = bronze_uri(config)
+    return open_store(bronze_uri(config), config, s3_client)
+
+
+def open_store(uri: str, config: SilverlineConfig, s3_client: S3Client | None = None) -> BronzeStore:
+    """Open a whole-file store (durable rename locally, one PUT on S3) at ``uri``.
+
+    Args:
+        uri: A ``file://`` or ``s3://`` directory URI under the ops root.
+        config: The job configuration (AWS region and endpoint).
+        s3_client: Optional S3 client (default: one built from ``aws``).
+
+    Returns:
+        A local or S3 store.
+
+    Raises:
+        ConfigError: The URI is neither ``file://`` nor ``s3://``.
+    """
     parsed = urlparse(uri)
     if parsed.scheme == "file":
         return LocalBronzeStore(Path(unquote(parsed.path)))
@@ -181,4 +197,4 @@ def open_bronze_store(config: SilverlineConfig, s3_client: S3Client | None = Non
                 "s3", region_name=config.aws.region, endpoint_url=config.aws.endpoint_url
             )
         return S3BronzeStore(parsed.netloc, parsed.path.lstrip("/"), s3_client)
-    raise ConfigError(f"lake.ops_root: bronze needs a file:// or s3:// URI, got {config.ops_root!r}")
+    raise ConfigError(f"lake.ops_root: needs a file:// or s3:// URI, got {config.ops_root!r}")
