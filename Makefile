@@ -6,6 +6,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.silverline-installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install java demo test lint typecheck pytest unit spark integration format clean
@@ -32,8 +33,8 @@ java:  ## make sure a Java 17 runtime is there (Debian/Ubuntu: installs it when 
 	  fi; \
 	fi
 
-demo: install  ## run silverline on the embedded default (sample notifications for now)
-	$(BIN)/silverline parse-events conf/samples/notifications.jsonl
+demo: install  ## the whole platform on one machine: simulated tenants -> SQS (moto) -> silver, verified
+	$(BIN)/silverline demo --config conf/local.yaml $(DEMO_ARGS)
 
 test: install lint typecheck pytest  ## lint, type-check and run every test tier
 

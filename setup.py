@@ -21,10 +21,12 @@ setup(
         "boto3>=1.34",
         "pydantic>=2.6,<3",
         "PyYAML>=6",
+        "rich>=13",  # progress bars and tables of the demo and simulator
     ],
     extras_require={
-        # Local runtime: the Iceberg Spark runtime jar from PyPI. Not needed on EMR.
-        "local": ["snowpark-connect-deps-iceberg==1.0.2"],
+        # Local runtime: the Iceberg Spark runtime jar from PyPI and the local AWS APIs
+        # (moto's server) of the demo. Not needed on EMR.
+        "local": ["snowpark-connect-deps-iceberg==1.0.2", "moto[server]>=5"],
     },
     entry_points={"console_scripts": ["silverline=jobs.cli:main"]},
 )

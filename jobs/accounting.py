@@ -62,11 +62,14 @@ class BatchCounts:
     tables: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     freshness_samples: list[float] = dataclasses.field(default_factory=list, repr=False)
 
-    def add(self, outcome: str, n: int) -> None:
-        """Add ``n`` records to an outcome."""
+    def add(self, outcome: str, n: int, *, tenant: str | None = None, dataset: str | None = None) -> None:
+        """Add ``n`` records to an outcome (and to the tenant table's counts when named)."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
         setattr(self, outcome, getattr(self, outcome) + n)
+        if tenant is not None and dataset is not None:
+            stats = self.table(tenant, dataset)
+            stats[outcome] = stats.get(outcome, 0) + n
 
     def table(self, tenant: str, dataset: str) -> dict[str, Any]:
         """The per-table counters of ``tenant``'s ``dataset`` (created on first use)."""

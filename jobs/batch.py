@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -57,6 +57,7 @@ class BatchWriter:
         reader: ObjectReader,
         query_id: str = "unknown",
         metrics_sink: MetricsSink | None = None,
+        on_batch: Callable[[BatchCounts], None] | None = None,
     ) -> None:
         self.spark = spark
         self.config = config
@@ -64,6 +65,7 @@ class BatchWriter:
         self.reader = reader
         self.query_id = query_id
         self.metrics_sink = metrics_sink
+        self.on_batch = on_batch  # e.g. a progress display; called after each batch with data
         self._lock = threading.Lock()  # stream batches and retry passes never overlap
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
@@ -77,6 +79,8 @@ class BatchWriter:
             counts = self._process(batch_df, int(batch_id), started)
         if counts.records_in or counts.retried_in:
             log.info("batch %d: %s", batch_id, counts.summary())
+            if self.on_batch is not None:
+                self.on_batch(counts)
 
     def retry_pass(self, query_id: str) -> BatchCounts | None:
         """Retry the events of failed tenant commits without waiting for new input.
@@ -101,6 +105,8 @@ class BatchWriter:
         if not counts.retried_in:
             return None
         log.info("retry pass %d: %s", counts.batch_id, counts.summary())
+        if self.on_batch is not None:
+            self.on_batch(counts)
         return counts
 
     # ---- phases -------------------------------------------------------------------------------------
@@ -145,7 +151,7 @@ class BatchWriter:
         unknown: list[Row] = []
         for row in judged:
             if row["verdict"] != ledger.APPLY:
-                counts.add(row["verdict"], 1)
+                counts.add(row["verdict"], 1, tenant=row["tenant"], dataset=row["dataset"])
             elif row["dataset"] in self.contracts:
                 to_apply.append(row)
             else:
@@ -207,7 +213,7 @@ class BatchWriter:
         row: Row, outcome: ReadOutcome, counts: BatchCounts, quarantine: list[tuple[Row, str, str | None]]
     ) -> list[tuple[Row, str]]:
         if outcome.status == "superseded":
-            counts.stale += 1
+            counts.add("stale", 1, tenant=row["tenant"], dataset=row["dataset"])
             counts.superseded += 1
             return []
         if outcome.status == "quarantined":
@@ -253,10 +259,14 @@ class BatchWriter:
             done.extend(states)
         now = datetime.now(UTC)
         for row, state in done:
+            where = {"tenant": row["tenant"], "dataset": row["dataset"]}
             if state == ledger.LEDGER_QUARANTINED:
-                counts.quarantined += 1
+                counts.add("quarantined", 1, **where)
             else:
-                counts.applied += 1
+                counts.add("applied", 1, **where)
+                if state == ledger.LEDGER_DELETED:
+                    stats = counts.table(row["tenant"], row["dataset"])
+                    stats["deleted"] = stats.get("deleted", 0) + 1
                 counts.freshness_samples.append((now - row["event_time"].replace(tzinfo=UTC)).total_seconds())
         if done:
             rows = [_ledger_row(row, state, batch_id, now) for row, state in done]

@@ -11,8 +11,10 @@ from jobs import __version__
 from jobs import ingest as ingest_cli
 from jobs.bridge import cli as bridge_cli
 from jobs.config import ConfigError
+from jobs.demo import cli as demo_cli
 from jobs.events import cli as events_cli
 from jobs.logs import configure_logging
+from jobs.simulate import cli as simulate_cli
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     events_cli.add_parser(subparsers)
     bridge_cli.add_parser(subparsers)
     ingest_cli.add_parser(subparsers)
+    simulate_cli.add_parser(subparsers)
+    demo_cli.add_parser(subparsers)
     return parser
 
 

@@ -97,7 +97,11 @@ def _s3_client(config: SilverlineConfig) -> Any:
 
 
 def run_ingest(
-    config: SilverlineConfig, *, with_bridge: bool = True, stop: threading.Event | None = None
+    config: SilverlineConfig,
+    *,
+    with_bridge: bool = True,
+    stop: threading.Event | None = None,
+    on_batch: Any = None,
 ) -> int:
     """Run the bridge and the ingest query until done or stopped.
 
@@ -105,6 +109,7 @@ def run_ingest(
         config: The job configuration.
         with_bridge: Poll SQS (when a queue URL is configured).
         stop: Set it to stop between micro-batches (signals set it too).
+        on_batch: Called with each batch's :class:`jobs.accounting.BatchCounts`.
 
     Returns:
         0 on success, 1 when the query or the bridge failed.
@@ -128,7 +133,9 @@ def run_ingest(
     reader = ObjectReader(
         config.objects_root, s3_client=_s3_client(config), max_workers=config.stream.read_threads
     )
-    writer = BatchWriter(spark, config, contracts, reader, metrics_sink=MetricsSink.for_config(config))
+    writer = BatchWriter(
+        spark, config, contracts, reader, metrics_sink=MetricsSink.for_config(config), on_batch=on_batch
+    )
     available_now = config.stream.trigger == "available-now"
     with _stop_on_signals(stop):
         try:

@@ -15,5 +15,5 @@ def configure_logging(level: str = "INFO") -> None:
         level: A logging level name (DEBUG, INFO, WARNING, ERROR).
     """
     logging.basicConfig(level=level.upper(), format=_FORMAT, stream=sys.stderr, force=True)
-    for noisy in ("py4j", "botocore", "urllib3", "werkzeug", "great_expectations"):
+    for noisy in ("py4j", "botocore", "urllib3", "werkzeug", "great_expectations", "pyiceberg"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,25 +21,13 @@ for _name in [n for n in os.environ if n.startswith("SILVERLINE__")]:
     del os.environ[_name]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """An in-process moto server (real SQS/S3 wire APIs) on a loopback port."""
-    from moto.server import ThreadedMotoServer
+    from jobs.localaws import local_aws
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with local_aws() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")

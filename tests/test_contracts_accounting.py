@@ -66,6 +66,21 @@ def test_balanced_only_when_outcomes_add_up_to_records_in_plus_retried() -> None
     assert "[balanced]" in c.summary()
 
 
+def test_outcomes_named_with_a_tenant_table_are_also_counted_per_table() -> None:
+    c = counts()
+    c.add("applied", 2, tenant="acme", dataset="orders")
+    c.add("stale", 1, tenant="acme", dataset="orders")
+    c.add("applied", 1, tenant="globex", dataset="clicks")
+    c.add("rejected", 4)  # not tied to a table
+    assert (c.applied, c.stale, c.rejected) == (3, 1, 4)
+    assert c.tables == {
+        "acme/orders": {"files": 0, "rows_read": 0, "rows_written": 0, "status": "planned", "applied": 2, "stale": 1},
+        "globex/clicks": {"files": 0, "rows_read": 0, "rows_written": 0, "status": "planned", "applied": 1},
+    }  # fmt: skip
+    assert c.tenants == 2
+    assert "tenants=2" in c.summary()
+
+
 def test_unknown_outcome_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown outcome"):
         counts().add("lost", 1)

@@ -319,7 +319,7 @@ def test_one_failing_tenant_table_does_not_block_the_others_and_is_parked(
     assert sorted(d["batch_id"] for d in lines) == sorted(r["batch_id"] for r in rows)
     [first_batch] = [d for d in lines if d["batch_id"] >= 0 and d["records_in"]]
     assert first_batch["tables"]["acme/orders"] == {
-        "files": 1, "rows_read": 3, "rows_written": 3, "status": "committed"
+        "files": 1, "rows_read": 3, "rows_written": 3, "status": "committed", "applied": 1
     }  # fmt: skip
     assert first_batch["tables"]["badco/orders"]["status"] == "failed"
     assert first_batch["balanced"] is True

@@ -1,0 +1,1 @@
+"""``silverline demo``: the whole platform on one machine, checked against a ground truth."""
