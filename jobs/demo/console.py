@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -56,11 +57,11 @@ class DemoConsole:
 
     def note(self, text: str) -> None:
         """A line of information."""
-        self.out.print(text)
+        self.out.print(text, markup=False)
 
     def error(self, text: str) -> None:
         """A problem, on stderr."""
-        self.err.print(f"[bold red]silverline demo:[/bold red] {text}")
+        self.err.print(f"[bold red]silverline demo:[/bold red] {escape(text)}")
 
     @contextmanager
     def progress(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
@@ -91,7 +92,7 @@ class DemoConsole:
             f"{injected.deletes} deletes, {injected.bad_files} bad files"
         )
         for line in check.lines():
-            self.out.print(line)
+            self.out.print(line, markup=False)
         ok = verification.ok and check.ok
         verdict = "[bold green]VERIFIED[/bold green]" if ok else "[bold red]FAILED[/bold red]"
         self.out.print(
@@ -99,7 +100,7 @@ class DemoConsole:
             f"the ground truth; conservation {'holds' if check.ok else 'broken'} ({seconds:.0f} s)"
         )
         if not verification.ok:
-            self.out.print(verification.summary())
+            self.out.print(verification.summary(), markup=False)
 
     def _table(
         self, verification: Verification, activity: dict[tuple[str, str], TableActivity], truth: GroundTruth
