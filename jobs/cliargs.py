@@ -8,11 +8,38 @@ from typing import Any
 from jobs.config import SilverlineConfig, load_config
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_command(
+    subparsers: Any, name: str, *, summary: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """Add a subcommand whose ``--help`` keeps the layout of its description and epilog.
+
+    Args:
+        subparsers: The top-level parser's subparsers action.
+        name: The command name.
+        summary: One line for ``silverline --help``.
+        description: The command's own help text.
+        epilog: Examples and exit codes.
+
+    Returns:
+        The subcommand's parser.
+    """
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *, queue_flags: bool = True) -> None:
     """Add ``--config`` and the common override flags to a subcommand parser.
 
     Args:
         parser: The subcommand's parser.
+        queue_flags: Also add ``--queue-url`` and ``--sqs-endpoint-url`` (a command
+            that makes its own queue leaves them out).
     """
     parser.add_argument(
         "--config",
@@ -20,10 +47,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         help="YAML configuration (e.g. conf/local.yaml); SILVERLINE__SECTION__KEY "
         "environment variables and the flags below override it",
     )
-    parser.add_argument("--queue-url", metavar="URL", help="SQS queue URL (sqs.queue_url)")
-    parser.add_argument(
-        "--sqs-endpoint-url", metavar="URL", help="SQS endpoint, e.g. moto's server (sqs.endpoint_url)"
-    )
+    if queue_flags:
+        parser.add_argument("--queue-url", metavar="URL", help="SQS queue URL (sqs.queue_url)")
+        parser.add_argument(
+            "--sqs-endpoint-url", metavar="URL", help="SQS endpoint, e.g. moto's server (sqs.endpoint_url)"
+        )
+    else:
+        parser.set_defaults(queue_url=None, sqs_endpoint_url=None)
     parser.add_argument("--lake-root", metavar="DIR|URI", help="lake root (lake.root)")
 
 

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from jobs.cliargs import add_config_arguments, config_from_args
+from jobs.cliargs import add_command, add_config_arguments, config_from_args
 from jobs.config import SilverlineConfig
 from jobs.signals import stop_on_signals
 
@@ -47,12 +47,12 @@ def add_parser(subparsers: Any) -> None:
     Args:
         subparsers: The top-level parser's subparsers action.
     """
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "stream",
-        help="run the streaming job (bridge + bronze -> silver)",
+        summary="run the streaming job (bridge + bronze -> silver)",
         description=_DESCRIPTION,
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arguments(parser)
     parser.add_argument("--checkpoint-root", metavar="DIR|URI", help="checkpoints (stream.checkpoint_root)")

@@ -11,7 +11,7 @@ from typing import Any
 
 from jobs.bridge.bridge import SqsBridge
 from jobs.bridge.retry import BridgeError
-from jobs.cliargs import add_config_arguments, config_from_args
+from jobs.cliargs import add_command, add_config_arguments, config_from_args
 from jobs.signals import stop_on_signals as on_signals
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,12 @@ def add_parser(subparsers: Any) -> None:
     Args:
         subparsers: The top-level parser's subparsers action.
     """
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "bridge",
-        help="drain the SQS queue into the bronze landing log",
+        summary="drain the SQS queue into the bronze landing log",
         description=_DESCRIPTION,
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arguments(parser)
     parser.add_argument(

@@ -1,12 +1,4 @@
-"""``silverline demo``: simulate a SaaS tenant group, ingest it, and prove silver is right.
-
-Starts the local AWS APIs (moto's server, in-process), lets the traffic
-simulator create the group's queue and DLQ and upload objects with duplicated,
-reordered, delayed and malformed notifications, runs the streaming job until
-the queue and bronze are drained, then checks every tenant table against the
-simulator's ground truth with an independent reader (pyiceberg) and checks
-that every message and record is accounted for (R7). Exit 0 only if both hold.
-"""
+"""``silverline demo``: simulate a SaaS tenant group, ingest it, and prove silver is right."""
 
 from __future__ import annotations
 
@@ -19,12 +11,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jobs.cliargs import add_config_arguments, config_from_args
+from jobs.cliargs import add_command, add_config_arguments, config_from_args
 from jobs.config import SilverlineConfig
 from jobs.demo.console import DemoConsole
 from jobs.demo.report import Conservation, bronze_bodies, conservation, read_batches, table_activity
+from jobs.simulate.cli import add_spec_arguments, spec_values
 
 log = logging.getLogger(__name__)
+
+_DESCRIPTION = """\
+Run the whole platform on this machine and prove it worked. Starts the local
+AWS APIs (moto's server, in-process), lets the traffic simulator create the
+group's queue and DLQ and upload objects with duplicated, reordered, delayed
+and malformed notifications, runs the streaming job until the queue and bronze
+are drained, then checks every tenant table against the simulator's ground
+truth with an independent reader (pyiceberg) and checks that every message and
+record is accounted for (R7). Exit 0 only if both hold.
+
+The configuration file gives the Spark, catalog and stream settings; the demo
+points it at its own lake, queue and local AWS endpoint.
+"""
 
 _EPILOG = """\
 examples:
@@ -36,19 +42,6 @@ exit codes: 0 silver matches the ground truth and every message is accounted for
 1 a check failed or the job failed; 2 bad arguments or configuration.
 """
 
-_SPEC_FLAGS: tuple[tuple[str, type, str], ...] = (
-    ("tenants", int, "tenants uploading"),
-    ("objects", int, "good uploads in total (new keys and overwrites)"),
-    ("overwrite_rate", float, "share of uploads that overwrite an earlier key"),
-    ("dup_rate", float, "share of notifications published twice"),
-    ("reorder_rate", float, "share of notifications swapped out of order"),
-    ("delete_rate", float, "share of objects deleted later"),
-    ("delay_rate", float, "share of notifications held back and published last"),
-    ("bad_rate", float, "bad files (wrong header, corrupt gzip, empty, undeclared dataset)"),
-    ("malformed_rate", float, "malformed messages (not JSON, no Records, traversal keys)"),
-    ("seed", int, "random seed (same seed, same traffic)"),
-)
-
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``demo`` subcommand.
@@ -56,16 +49,15 @@ def add_parser(subparsers: Any) -> None:
     Args:
         subparsers: The top-level parser's subparsers action.
     """
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "demo",
-        help="run the whole platform locally on simulated tenants and verify the result",
-        description=__doc__,
+        summary="run the whole platform locally on simulated tenants and verify the result",
+        description=_DESCRIPTION,
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_config_arguments(parser)
-    for name, kind, text in _SPEC_FLAGS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
+    add_config_arguments(parser, queue_flags=False)
+    add_spec_arguments(parser)
     parser.add_argument(
         "--keep",
         action="store_true",
@@ -102,7 +94,7 @@ def run_demo(args: argparse.Namespace) -> int:
     base = config_from_args(args)  # validates the file and flags before anything starts
     if not args.verbose:
         logging.getLogger().setLevel(logging.WARNING)
-    values = {name: getattr(args, name) for name, _, _ in _SPEC_FLAGS if getattr(args, name) is not None}
+    values = spec_values(args)
     # Event times start now, milliseconds apart, so freshness (event time -> commit) is real.
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     try:

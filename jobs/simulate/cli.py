@@ -15,7 +15,7 @@ from urllib.request import url2pathname
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobs.cliargs import add_config_arguments, config_from_args
+from jobs.cliargs import add_command, add_config_arguments, config_from_args
 from jobs.config import SilverlineConfig
 from jobs.simulate.s3api import run_s3_api
 from jobs.simulate.simulator import run
@@ -62,7 +62,7 @@ exit codes: 0 done; 1 publishing or the S3 API failed (files mode: the truth is 
 2 invalid configuration or arguments.
 """
 
-_SPEC_FLAGS: tuple[tuple[str, type, str], ...] = (
+SPEC_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("tenants", int, "tenants uploading"),
     ("objects", int, "good uploads incl. overwrites"),
     ("overwrite_rate", float, "share of uploads overwriting an earlier key"),
@@ -85,30 +85,39 @@ def add_parser(subparsers: Any) -> None:
     Args:
         subparsers: The top-level parser's subparsers action.
     """
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "simulate",
-        help="simulate tenants' uploads and publish their notifications (with a ground truth)",
+        summary="simulate tenants' uploads and publish their notifications (with a ground truth)",
         description=_DESCRIPTION,
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arguments(parser)
     parser.add_argument("--create-queue", metavar="NAME", help="create (or reuse) queue NAME and NAME-dlq")
     parser.add_argument("--mode", choices=("files", "s3-api"), default="files", help="default: files")
-    for name, kind, text in _SPEC_FLAGS:
-        flag = "--" + name.replace("_", "-")
-        default = getattr(_DEFAULTS, name)
-        metavar = "N" if kind is int else "R"
-        parser.add_argument(flag, dest=name, type=kind, metavar=metavar, help=f"{text} (default {default})")
+    add_spec_arguments(parser)
     parser.add_argument("--truth", metavar="FILE", help="where to write the ground truth (JSON)")
     parser.add_argument("--bodies", metavar="FILE", help="also write the bodies as JSON lines (files mode)")
     parser.set_defaults(func=run_simulate)
 
 
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per :data:`SPEC_FLAGS` entry (``--dup-rate`` ...), defaulting to the spec's."""
+    for name, kind, text in SPEC_FLAGS:
+        flag = "--" + name.replace("_", "-")
+        default = getattr(_DEFAULTS, name)
+        metavar = "N" if kind is int else "R"
+        parser.add_argument(flag, dest=name, type=kind, metavar=metavar, help=f"{text} (default {default})")
+
+
+def spec_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec fields the flags of :func:`add_spec_arguments` set."""
+    return {name: getattr(args, name) for name, _, _ in SPEC_FLAGS if getattr(args, name) is not None}
+
+
 def spec_from_args(args: argparse.Namespace, config: SilverlineConfig) -> SimulationSpec:
     """The spec the flags ask for, in the configured bucket and region."""
-    values = {name: getattr(args, name) for name, _, _ in _SPEC_FLAGS if getattr(args, name) is not None}
-    return SimulationSpec(**values, bucket=config.group.bucket, region=config.aws.region)
+    return SimulationSpec(**spec_values(args), bucket=config.group.bucket, region=config.aws.region)
 
 
 def local_dir(uri: str) -> Path | None:
