@@ -216,13 +216,7 @@ class SqsBridge:
         Raises:
             BridgeError: SQS or the store kept failing.
         """
-        self.start()
-        try:
-            while not self._stopping():
-                time.sleep(_POLL_SECONDS)
-        finally:
-            snapshot = self.stop()
-        return snapshot
+        return self._run_until(lambda: False)
 
     def run_until_empty(self) -> MetricsSnapshot:
         """Run until the queue is drained, then stop.
@@ -238,11 +232,13 @@ class SqsBridge:
         Raises:
             BridgeError: SQS or the store kept failing.
         """
+        return self._run_until(lambda: self._holding.drained() and self._queue_is_empty())
+
+    def _run_until(self, done: Callable[[], bool]) -> MetricsSnapshot:
+        """Start, poll ``done`` until it holds or a stop is requested, then stop."""
         self.start()
         try:
-            while not self._stopping():
-                if self._holding.drained() and self._queue_is_empty():
-                    break
+            while not self._stopping() and not done():
                 time.sleep(_POLL_SECONDS)
         finally:
             snapshot = self.stop()
