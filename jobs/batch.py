@@ -22,6 +22,7 @@ from jobs.accounting import BatchCounts, freshness_percentiles
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
 from jobs.ops import MetricsSink, ops_table
+from jobs.ops_writer import EVENT_FIELDS, OpsWriter
 from jobs.reader import ObjectReader, ObjectRef, ReadOutcome
 from jobs.silver import CommitResult, TableChange, commit_changes, current_snapshot_id, silver_columns
 from jobs.storage import silver_location, silver_table_name
@@ -30,11 +31,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
 
 log = logging.getLogger(__name__)
-
-EVENT_FIELDS = (
-    "bucket", "key", "tenant", "dataset", "event_kind", "event_name", "event_time", "sequencer",
-    "version_id", "etag", "size", "event_id", "message_id", "received_at",
-)  # fmt: skip
 
 
 class PlannedTable(NamedTuple):
@@ -64,7 +60,7 @@ class BatchWriter:
         self.contracts = dict(contracts)
         self.reader = reader
         self.query_id = query_id
-        self.metrics_sink = metrics_sink
+        self.ops = OpsWriter(spark, config, metrics_sink)
         self.on_batch = on_batch  # e.g. a progress display; called after each batch with data
         self._lock = threading.Lock()  # stream batches and retry passes never overlap
 
@@ -124,7 +120,7 @@ class BatchWriter:
         finally:
             all_events.unpersist()
         counts.finished_at = datetime.now(UTC)
-        self._write_metrics(counts)
+        self.ops.write_metrics(counts)
         return counts
 
     def _records(self, batch_df: DataFrame, batch_id: int, counts: BatchCounts) -> DataFrame:
@@ -136,7 +132,7 @@ class BatchWriter:
         counts.ignored = by_outcome.get("ignored", 0)
         counts.rejected = by_outcome.get("rejected", 0)
         if counts.rejected:
-            self._write_rejected(batch_df, batch_id)
+            self.ops.write_rejected(batch_df, batch_id)
         return (
             batch_df.filter(F.col("outcome") == "event")
             .select(*EVENT_FIELDS)
@@ -170,7 +166,7 @@ class BatchWriter:
         with counts.phase("ledger"):
             no_table = [(r, ledger.LEDGER_QUARANTINED) for r in unknown]
             self._after_commits(plan, results, no_table, batch_id, counts)
-            self._write_quarantine(quarantine, batch_id)
+            self.ops.write_quarantine(quarantine, batch_id)
 
     def _read_and_plan(
         self,
@@ -272,63 +268,9 @@ class BatchWriter:
             rows = [_ledger_row(row, state, batch_id, now) for row, state in done]
             all_new = all(row["_l_event_id"] is None for row, _ in done)
             ledger_table = ops_table(self.config, "ledger")
-            ledger.update_ledger(self.spark, ledger_table, self._ledger_df(rows), all_new=all_new)
-        self._rewrite_retry(failed, batch_id, counts)
+            ledger.update_ledger(self.spark, ledger_table, self.ops.ledger_df(rows), all_new=all_new)
+        self.ops.rewrite_retry(failed, batch_id, counts)
         counts.freshness_p50_s, counts.freshness_p95_s = freshness_percentiles(counts.freshness_samples)
-
-    # ---- ops-table writes (idempotent per batch id) ----------------------------------------------------
-    def _ledger_df(self, rows: list[tuple[Any, ...]]) -> DataFrame:
-        return self.spark.createDataFrame(
-            rows, schema=self.spark.table(ops_table(self.config, "ledger")).schema
-        )
-
-    def _rewrite_retry(self, failed: list[tuple[Row, str]], batch_id: int, counts: BatchCounts) -> None:
-        retry_table = ops_table(self.config, "retry")
-        parked = [(r, e) for r, e in failed if r["attempts"] + 1 >= self.config.stream.max_attempts]
-        again = [(r, e) for r, e in failed if r["attempts"] + 1 < self.config.stream.max_attempts]
-        counts.parked += len(parked)
-        counts.deferred += len(again)
-        if parked:
-            rows = [
-                (batch_id, r["attempts"] + 1, f"commit failed: {e}", *[r[f] for f in EVENT_FIELDS])
-                for r, e in parked
-            ]
-            self._replace_batch_rows("parked", rows, batch_id)
-        if again or counts.retried_in:
-            schema = self.spark.table(retry_table).schema
-            rows = [(r["attempts"] + 1, e, *[r[f] for f in EVENT_FIELDS]) for r, e in again]
-            self.spark.createDataFrame(rows, schema=schema).writeTo(retry_table).overwrite(F.lit(True))
-
-    def _replace_batch_rows(self, name: str, rows: Sequence[tuple[Any, ...]], batch_id: int) -> None:
-        table = ops_table(self.config, name)
-        frame = self.spark.createDataFrame(list(rows), schema=self.spark.table(table).schema)
-        frame.writeTo(table).overwrite(F.col("batch_id") == F.lit(batch_id))
-
-    def _write_rejected(self, batch_df: DataFrame, batch_id: int) -> None:
-        table = ops_table(self.config, "rejected")
-        rejected = batch_df.filter(F.col("outcome") == "rejected").select(
-            F.lit(batch_id).cast("bigint").alias("batch_id"),
-            "message_id",
-            F.col("record_index").cast("int"),
-            "bronze_file",
-            "envelope",
-            "reason",
-            "bucket",
-            "key",
-            "received_at",
-        )
-        rejected.writeTo(table).overwrite(F.col("batch_id") == F.lit(batch_id))
-
-    def _write_quarantine(self, items: list[tuple[Row, str, str | None]], batch_id: int) -> None:
-        if not items:
-            return
-        rows = [(batch_id, reason, detail, *[r[f] for f in EVENT_FIELDS]) for r, reason, detail in items]
-        self._replace_batch_rows("quarantine", rows, batch_id)
-
-    def _write_metrics(self, counts: BatchCounts) -> None:
-        self._replace_batch_rows("batch_metrics", [counts.as_row()], counts.batch_id)
-        if self.metrics_sink is not None:
-            self.metrics_sink.write(counts)
 
 
 def _ref(row: Row) -> ObjectRef:

@@ -1,0 +1,98 @@
+"""The batch writer's ops-table writes: each idempotent per batch id, so a replay rewrites its own rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import functions as F
+
+from jobs.accounting import BatchCounts
+from jobs.config import SilverlineConfig
+from jobs.ops import MetricsSink, ops_table
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, Row, SparkSession
+
+# The event columns carried by the retry, parked and quarantine tables (ops.EVENT_COLUMNS).
+EVENT_FIELDS = (
+    "bucket", "key", "tenant", "dataset", "event_kind", "event_name", "event_time", "sequencer",
+    "version_id", "etag", "size", "event_id", "message_id", "received_at",
+)  # fmt: skip
+
+
+class OpsWriter:
+    """Writes the ops tables (retry, parked, rejected, quarantine, batch metrics) for a batch."""
+
+    def __init__(
+        self, spark: SparkSession, config: SilverlineConfig, metrics_sink: MetricsSink | None
+    ) -> None:
+        """Create the writer.
+
+        Args:
+            spark: The session.
+            config: The job configuration.
+            metrics_sink: Where the JSON-lines copy of the metrics goes (None: no copy).
+        """
+        self.spark = spark
+        self.config = config
+        self.metrics_sink = metrics_sink
+
+    def ledger_df(self, rows: list[tuple[Any, ...]]) -> DataFrame:
+        """Ledger rows as a DataFrame in the ledger table's schema."""
+        return self.spark.createDataFrame(
+            rows, schema=self.spark.table(ops_table(self.config, "ledger")).schema
+        )
+
+    def rewrite_retry(self, failed: list[tuple[Row, str]], batch_id: int, counts: BatchCounts) -> None:
+        """Park events out of attempts; replace the retry table with the rest (counts updated)."""
+        retry_table = ops_table(self.config, "retry")
+        parked = [(r, e) for r, e in failed if r["attempts"] + 1 >= self.config.stream.max_attempts]
+        again = [(r, e) for r, e in failed if r["attempts"] + 1 < self.config.stream.max_attempts]
+        counts.parked += len(parked)
+        counts.deferred += len(again)
+        if parked:
+            rows = [
+                (batch_id, r["attempts"] + 1, f"commit failed: {e}", *[r[f] for f in EVENT_FIELDS])
+                for r, e in parked
+            ]
+            self.replace_batch_rows("parked", rows, batch_id)
+        if again or counts.retried_in:
+            schema = self.spark.table(retry_table).schema
+            rows = [(r["attempts"] + 1, e, *[r[f] for f in EVENT_FIELDS]) for r, e in again]
+            self.spark.createDataFrame(rows, schema=schema).writeTo(retry_table).overwrite(F.lit(True))
+
+    def replace_batch_rows(self, name: str, rows: Sequence[tuple[Any, ...]], batch_id: int) -> None:
+        """Replace one batch's rows of an ops table (a replayed batch overwrites its own)."""
+        table = ops_table(self.config, name)
+        frame = self.spark.createDataFrame(list(rows), schema=self.spark.table(table).schema)
+        frame.writeTo(table).overwrite(F.col("batch_id") == F.lit(batch_id))
+
+    def write_rejected(self, batch_df: DataFrame, batch_id: int) -> None:
+        """Keep the batch's rejected records with where to find their messages."""
+        table = ops_table(self.config, "rejected")
+        rejected = batch_df.filter(F.col("outcome") == "rejected").select(
+            F.lit(batch_id).cast("bigint").alias("batch_id"),
+            "message_id",
+            F.col("record_index").cast("int"),
+            "bronze_file",
+            "envelope",
+            "reason",
+            "bucket",
+            "key",
+            "received_at",
+        )
+        rejected.writeTo(table).overwrite(F.col("batch_id") == F.lit(batch_id))
+
+    def write_quarantine(self, items: list[tuple[Row, str, str | None]], batch_id: int) -> None:
+        """Record quarantined objects (event, reason, detail)."""
+        if not items:
+            return
+        rows = [(batch_id, reason, detail, *[r[f] for f in EVENT_FIELDS]) for r, reason, detail in items]
+        self.replace_batch_rows("quarantine", rows, batch_id)
+
+    def write_metrics(self, counts: BatchCounts) -> None:
+        """The batch's row in ``batch_metrics`` and its JSON-lines copy."""
+        self.replace_batch_rows("batch_metrics", [counts.as_row()], counts.batch_id)
+        if self.metrics_sink is not None:
+            self.metrics_sink.write(counts)
