@@ -55,6 +55,7 @@ class BatchCounts:
     files_read: int = 0
     rows_read: int = 0
     rows_written: int = 0
+    rows_quarantined: int = 0  # rows of applied objects that went to quarantine tables
     freshness_p50_s: float | None = None
     freshness_p95_s: float | None = None
     phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -113,7 +114,7 @@ class BatchCounts:
             f"in={self.records_in}+{self.retried_in} {parts or 'nothing'} [{balance}] "
             f"tenants={self.tenants} tables={self.tables_committed} failed={self.tables_failed} "
             f"files={self.files_read} "
-            f"rows={self.rows_written} p95_fresh={p95} {phases}"
+            f"rows={self.rows_written} bad_rows={self.rows_quarantined} p95_fresh={p95} {phases}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,6 +132,7 @@ class BatchCounts:
         details = {
             "superseded": self.superseded,
             "rows_read": self.rows_read,
+            "rows_quarantined": self.rows_quarantined,
             "phase_seconds": self.phase_seconds,
             "balanced": self.balanced,
             "tables": self.tables,

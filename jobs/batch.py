@@ -10,36 +10,28 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
 from jobs import ledger
 from jobs.accounting import BatchCounts, freshness_percentiles
+from jobs.batch_plan import PlannedTable, Planner
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
 from jobs.ops import MetricsSink, ops_table
 from jobs.ops_writer import EVENT_FIELDS, OpsWriter
-from jobs.reader import ObjectReader, ObjectRef, ReadOutcome
-from jobs.silver import CommitResult, TableChange, commit_changes, current_snapshot_id, silver_columns
-from jobs.storage import silver_location, silver_table_name
+from jobs.quality.suites import expectations_dir
+from jobs.reader import ObjectReader
+from jobs.silver import CommitResult, commit_changes
+from jobs.snapshots import current_snapshot_id
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
 
 log = logging.getLogger(__name__)
-
-
-class PlannedTable(NamedTuple):
-    """One tenant table's change in a batch and the ledger state each of its events leads to."""
-
-    change: TableChange
-    states: list[tuple[Row, str]]
-    tenant: str
-    dataset: str
 
 
 class BatchWriter:
@@ -63,6 +55,8 @@ class BatchWriter:
         self.ops = OpsWriter(spark, config, metrics_sink)
         self.on_batch = on_batch  # e.g. a progress display; called after each batch with data
         self._lock = threading.Lock()  # stream batches and retry passes never overlap
+        suites = expectations_dir(config.stream.datasets_file)
+        self.planner = Planner(spark, config, self.contracts, reader, suites)
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (the ``foreachBatch`` contract)."""
@@ -153,8 +147,7 @@ class BatchWriter:
             else:
                 unknown.append(row)
         quarantine: list[tuple[Row, str, str | None]] = [(r, "unknown_dataset", None) for r in unknown]
-        with counts.phase("read"):
-            plan = self._read_and_plan(to_apply, batch_id, counts, quarantine)
+        plan, verdicts = self.planner.plan(to_apply, batch_id, counts, quarantine)
         with counts.phase("commit"):
             results = commit_changes(
                 self.spark,
@@ -167,68 +160,7 @@ class BatchWriter:
             no_table = [(r, ledger.LEDGER_QUARANTINED) for r in unknown]
             self._after_commits(plan, results, no_table, batch_id, counts)
             self.ops.write_quarantine(quarantine, batch_id)
-
-    def _read_and_plan(
-        self,
-        to_apply: Sequence[Row],
-        batch_id: int,
-        counts: BatchCounts,
-        quarantine: list[tuple[Row, str, str | None]],
-    ) -> dict[str, PlannedTable]:
-        """Read created objects per tenant table; return changes and each event's ledger state."""
-        groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
-        for row in to_apply:
-            groups[(row["bucket"], row["tenant"], row["dataset"])].append(row)
-        plan: dict[str, PlannedTable] = {}
-        for (bucket, tenant, dataset), rows in groups.items():
-            contract = self.contracts[dataset]
-            created = [r for r in rows if r["event_kind"] == "created"]
-            table_rows, outcomes = self.reader.read([_ref(r) for r in created], contract)
-            counts.files_read += len(created)
-            stats = counts.table(tenant, dataset)
-            stats["files"] += len(created)
-            stats["rows_read"] += table_rows.num_rows
-            states = [(r, ledger.LEDGER_DELETED) for r in rows if r["event_kind"] != "created"]
-            for row, outcome in zip(created, outcomes, strict=True):
-                states.extend(self._judge_read(row, outcome, counts, quarantine))
-            table = silver_table_name(self.config.catalog.name, bucket, tenant, dataset)
-            change = TableChange(
-                table=table,
-                location=silver_location(self.config.lake.root, bucket, tenant, dataset),
-                contract=contract,
-                rows=self._to_spark(table_rows, contract, batch_id),
-                # Only objects the ledger knows as live can have rows to replace; others append.
-                replace_keys=[r["key"] for r, _ in states if r["_l_state"] == ledger.LEDGER_LIVE],
-                row_count=table_rows.num_rows,
-            )
-            plan[table] = PlannedTable(change, states, tenant, dataset)
-        return plan
-
-    @staticmethod
-    def _judge_read(
-        row: Row, outcome: ReadOutcome, counts: BatchCounts, quarantine: list[tuple[Row, str, str | None]]
-    ) -> list[tuple[Row, str]]:
-        if outcome.status == "superseded":
-            counts.add("stale", 1, tenant=row["tenant"], dataset=row["dataset"])
-            counts.superseded += 1
-            return []
-        if outcome.status == "quarantined":
-            quarantine.append((row, outcome.reason or "quarantined", outcome.detail))
-            return [(row, ledger.LEDGER_QUARANTINED)]
-        counts.rows_read += outcome.rows
-        return [(row, ledger.LEDGER_LIVE)]
-
-    def _to_spark(self, table: Any, contract: DatasetContract, batch_id: int) -> DataFrame:
-        """Arrow rows from the reader -> a Spark DataFrame in the silver schema."""
-        added_here = ("_ingest_time", "_batch_id")
-        reader_columns = [(n, t) for n, t in silver_columns(contract) if n not in added_here]
-        schema = ", ".join(f"`{n}` {t}" for n, t in reader_columns)
-        frame = self.spark.createDataFrame(table.to_pandas(), schema=schema)
-        return frame.select(
-            *[F.col(f"`{n}`") for n, _ in reader_columns],
-            F.current_timestamp().alias("_ingest_time"),
-            F.lit(batch_id).cast("bigint").alias("_batch_id"),
-        )
+            self.ops.write_validation(verdicts, batch_id=batch_id, query_id=self.query_id)
 
     def _after_commits(
         self,
@@ -271,20 +203,6 @@ class BatchWriter:
             ledger.update_ledger(self.spark, ledger_table, self.ops.ledger_df(rows), all_new=all_new)
         self.ops.rewrite_retry(failed, batch_id, counts)
         counts.freshness_p50_s, counts.freshness_p95_s = freshness_percentiles(counts.freshness_samples)
-
-
-def _ref(row: Row) -> ObjectRef:
-    return ObjectRef(
-        bucket=row["bucket"],
-        key=row["key"],
-        tenant=row["tenant"],
-        dataset=row["dataset"],
-        version_id=row["version_id"],
-        etag=row["etag"],
-        sequencer=row["sequencer"],
-        event_time=row["event_time"],
-        size=row["size"],
-    )
 
 
 def _ledger_row(row: Row, state: str, batch_id: int, now: datetime) -> tuple[Any, ...]:

@@ -14,6 +14,7 @@ from jobs.config import ConfigError
 from jobs.demo import cli as demo_cli
 from jobs.events import cli as events_cli
 from jobs.logs import configure_logging
+from jobs.quality import cli as quality_cli
 from jobs.simulate import cli as simulate_cli
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_cli.add_parser(subparsers)
     simulate_cli.add_parser(subparsers)
     demo_cli.add_parser(subparsers)
+    quality_cli.add_parser(subparsers)
     return parser
 
 

@@ -1,4 +1,9 @@
-"""Dataset contracts: the declared format, schema and partition spec of each dataset."""
+"""Dataset contracts: format, schema, partition spec, key and quality rules of each dataset.
+
+A contract is the platform default for a dataset; ``tenants:`` overrides the
+reader options, the expectation suite and the bad-row policy for single tenants
+(the table layout — columns, partitions, key — is the same for every tenant).
+"""
 
 from __future__ import annotations
 
@@ -45,8 +50,36 @@ class ColumnSpec(BaseModel):
         return value
 
 
+BadRowPolicy = Literal["quarantine_rows", "reject_file"]
+
+
+class TenantOverride(BaseModel):
+    """What one tenant may change in a dataset's contract."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    options: Mapping[str, str] | None = None
+    expectations: str | None = None
+    on_bad_rows: BadRowPolicy | None = None
+
+
 class DatasetContract(BaseModel):
-    """What a dataset's raw files hold and how its silver table is laid out."""
+    """What a dataset's raw files hold and how its silver table is laid out.
+
+    Attributes:
+        name: The dataset (third segment of raw keys).
+        format: ``csv`` (with a header; ``.gz`` too), ``jsonl`` or ``parquet``.
+        options: Reader options (CSV: ``delimiter``, ``quote``, ...).
+        columns: Declared columns, in table order.
+        partition_by: Iceberg partition transforms.
+        primary_key: Columns that identify a row within an object (checked: not null,
+            unique per object).
+        expectations: Name of the great-expectations suite in ``conf/expectations/``
+            (``<name>.json``); None for no row-level checks beyond the schema and key.
+        on_bad_rows: ``quarantine_rows`` lands a file's good rows and quarantines the
+            bad ones; ``reject_file`` quarantines the whole file if any row is bad.
+        tenants: Per-tenant overrides.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -55,6 +88,20 @@ class DatasetContract(BaseModel):
     options: Mapping[str, str] = Field(default_factory=dict)
     columns: tuple[ColumnSpec, ...]
     partition_by: tuple[str, ...] = ()
+    primary_key: tuple[str, ...] = ()
+    expectations: str | None = None
+    on_bad_rows: BadRowPolicy = "quarantine_rows"
+    tenants: Mapping[str, TenantOverride] = Field(default_factory=dict)
+
+    def for_tenant(self, tenant: str) -> DatasetContract:
+        """The contract as it applies to ``tenant`` (overrides merged in)."""
+        override = self.tenants.get(tenant)
+        if override is None:
+            return self
+        changes = {k: v for k, v in override.model_dump().items() if v is not None}
+        if "options" in changes:
+            changes["options"] = {**self.options, **changes["options"]}
+        return self.model_copy(update=changes)
 
     @model_validator(mode="after")
     def _check_partitions(self) -> DatasetContract:
@@ -68,6 +115,9 @@ class DatasetContract(BaseModel):
             column = next(g for g in match.groups()[1:] if g)
             if column not in names:
                 raise ValueError(f"partition_by: {spec!r} names unknown column {column!r}")
+        for column in self.primary_key:
+            if column not in names:
+                raise ValueError(f"primary_key: unknown column {column!r}")
         return self
 
     def ddl_columns(self) -> str:

@@ -116,9 +116,13 @@ def run_ingest(
     """
     from jobs.batch import BatchWriter
     from jobs.bridge.bridge import SqsBridge
+    from jobs.bridge.landing import open_store
     from jobs.bridge.retry import BridgeError
     from jobs.contracts import load_contracts
+    from jobs.evolution import evolve_tables
     from jobs.ops import MetricsSink, ensure_ops_tables, ops_table
+    from jobs.quality.results import results_uri
+    from jobs.quality.suites import check_suites, expectations_dir
     from jobs.reader import ObjectReader
     from jobs.session import build_spark_session
     from jobs.stream import ProgressRecorder, start_query
@@ -127,15 +131,18 @@ def run_ingest(
     os.environ["TZ"] = "UTC"  # pyspark returns timestamps as naive local times: make local UTC
     time.tzset()
     contracts = load_contracts(config.stream.datasets_file)
+    check_suites(contracts, expectations_dir(config.stream.datasets_file))  # bad suites stop startup
     bridge = SqsBridge(config) if with_bridge and config.sqs.queue_url else None
     spark = build_spark_session(config)
     ensure_ops_tables(spark, config)
+    evolve_tables(spark, config, contracts)  # contract changes reach existing tables before any batch
     reader = ObjectReader(
         config.objects_root, s3_client=_s3_client(config), max_workers=config.stream.read_threads
     )
     writer = BatchWriter(
         spark, config, contracts, reader, metrics_sink=MetricsSink.for_config(config), on_batch=on_batch
     )
+    writer.ops.results_store = open_store(results_uri(config), config)
     available_now = config.stream.trigger == "available-now"
     with _stop_on_signals(stop):
         try:

@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from jobs.config import SilverlineConfig
+from jobs.quality.results import VALIDATION_RESULTS_DDL
 from jobs.session import ops_catalog_name
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ TABLES: dict[str, str] = {
     # Events given up on after repeated commit failures; kept to be replayed.
     "parked": f"""
         batch_id BIGINT, attempts INT, reason STRING, {EVENT_COLUMNS}""",
+    # Great-expectations results per batch, dataset, tenant and expectation (jobs.quality).
+    "validation_results": VALIDATION_RESULTS_DDL,
     # Events whose tenant table failed to commit; joined into the next batches.
     "retry": f"""
         attempts INT, last_error STRING, {EVENT_COLUMNS}""",

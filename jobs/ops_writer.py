@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
@@ -13,6 +14,9 @@ from jobs.ops import MetricsSink, ops_table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
+
+    from jobs.quality.results import FileStore
+    from jobs.quality.verdicts import RowVerdicts
 
 # The event columns carried by the retry, parked and quarantine tables (ops.EVENT_COLUMNS).
 EVENT_FIELDS = (
@@ -25,7 +29,11 @@ class OpsWriter:
     """Writes the ops tables (retry, parked, rejected, quarantine, batch metrics) for a batch."""
 
     def __init__(
-        self, spark: SparkSession, config: SilverlineConfig, metrics_sink: MetricsSink | None
+        self,
+        spark: SparkSession,
+        config: SilverlineConfig,
+        metrics_sink: MetricsSink | None,
+        results_store: FileStore | None = None,
     ) -> None:
         """Create the writer.
 
@@ -33,10 +41,12 @@ class OpsWriter:
             spark: The session.
             config: The job configuration.
             metrics_sink: Where the JSON-lines copy of the metrics goes (None: no copy).
+            results_store: Where GE's result JSON files go (None: not written).
         """
         self.spark = spark
         self.config = config
         self.metrics_sink = metrics_sink
+        self.results_store = results_store
 
     def ledger_df(self, rows: list[tuple[Any, ...]]) -> DataFrame:
         """Ledger rows as a DataFrame in the ledger table's schema."""
@@ -90,6 +100,23 @@ class OpsWriter:
             return
         rows = [(batch_id, reason, detail, *[r[f] for f in EVENT_FIELDS]) for r, reason, detail in items]
         self.replace_batch_rows("quarantine", rows, batch_id)
+
+    def write_validation(self, verdicts: Sequence[RowVerdicts], *, batch_id: int, query_id: str) -> None:
+        """The batch's ``validation_results`` rows and GE's result JSON per validation call."""
+        from jobs.quality.results import result_rows, write_result_json
+
+        if not verdicts:
+            return
+        now = datetime.now(UTC)
+        rows = [
+            r
+            for v in verdicts
+            for r in result_rows(v, batch_id=batch_id, query_id=query_id, validated_at=now)
+        ]
+        self.replace_batch_rows("validation_results", [tuple(r) for r in rows], batch_id)
+        if self.results_store is not None:
+            for each in verdicts:
+                write_result_json(self.results_store, each, query_id=query_id, batch_id=batch_id)
 
     def write_metrics(self, counts: BatchCounts) -> None:
         """The batch's row in ``batch_metrics`` and its JSON-lines copy."""

@@ -2,6 +2,9 @@
 
 An I/O adapter: fetch each object's bytes (local lake or the S3 API), decode
 them with :mod:`jobs.reader_formats`, and append the lineage columns (R8).
+A value that does not convert to its declared type costs its row, not the file:
+the row is marked (``_conversion_errors``, ``_raw``) and the batch writer decides
+what to do with it; see :func:`silver_arrow_schema` for every column.
 Objects are read concurrently on a thread pool; pyarrow and socket reads release
 the GIL, so a few threads keep both cores busy on small files.
 
@@ -15,28 +18,29 @@ that is raised rather than taken as superseded.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
-import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
-import boto3
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import ClientError
 
 from jobs.contracts import DatasetContract
-from jobs.reader_formats import UTC_MICROS, ContractDecoder, DecodeError, contract_schema
+from jobs.reader_fetch import UnreadableError, default_s3_client, file_uri_to_path, get_object, read_file
+from jobs.reader_formats import (
+    READ_FIELDS,
+    UTC_MICROS,
+    ContractDecoder,
+    DecodedObject,
+    DecodeError,
+    contract_schema,
+)
+from jobs.reader_rows import read_columns
 from jobs.storage import object_uri
 
 if TYPE_CHECKING:
@@ -46,17 +50,6 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-_PLAIN_MD5 = re.compile(r"[0-9a-fA-F]{32}")
-#: GetObject error codes that mean a later event superseded this one; every other error raises
-#: (NoSuchBucket, AccessDenied, throttling, ...). "404"/"412" are what botocore reports without a body.
-_SUPERSEDED_CODES = {
-    "NoSuchKey": "object_gone",
-    "NotFound": "object_gone",
-    "404": "object_gone",
-    "NoSuchVersion": "version_gone",
-    "PreconditionFailed": "etag_changed",
-    "412": "etag_changed",
-}
 LINEAGE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("_source_bucket", pa.string()),
     pa.field("_source_key", pa.string()),
@@ -92,7 +85,9 @@ class ReadOutcome:
         reason: Stable code (``object_gone``, ``version_gone``, ``etag_changed``,
             ``unparseable``, ``wrong_header``, ...); None when ok.
         detail: Human-readable explanation; None when ok.
-        rows: Rows read (0 unless ok).
+        rows: Rows read (0 unless ok), including ``rows_with_errors``.
+        rows_with_errors: Rows with a value that did not convert to its declared type
+            (``_conversion_errors`` is set).
     """
 
     ref: ObjectRef
@@ -100,20 +95,28 @@ class ReadOutcome:
     reason: str | None
     detail: str | None
     rows: int
-
-
-class _UnreadableError(Exception):
-    """An object that yields no rows, with the outcome it gets."""
-
-    def __init__(self, status: str, reason: str, detail: str) -> None:
-        super().__init__(f"{status} {reason}: {detail}")
-        self.status = status
-        self.reason = reason
-        self.detail = detail
+    rows_with_errors: int = 0
 
 
 def silver_arrow_schema(contract: DatasetContract) -> pa.Schema:
-    """Schema of :meth:`ObjectReader.read`'s table: the declared columns, then lineage.
+    """Schema of :meth:`ObjectReader.read`'s table.
+
+    The declared columns (values that did not convert are null), then:
+
+    - ``_rescued`` (string): the row's values in columns the contract does not
+      declare (CSV header columns, JSON keys, Parquet columns) as one compact JSON
+      object: text for CSV, JSON values for JSON lines, JSON-friendly values for
+      Parquet (dates, timestamps and decimals as text). Null values are left out;
+      null when nothing is left.
+    - ``_row_number`` (int32): 1-based row of the object (CSV: data rows, the header
+      not counted; JSON lines: non-blank lines; Parquet: row index + 1).
+    - ``_conversion_errors`` (list<string>): the declared columns whose value did not
+      convert, in contract order (``["_line"]`` for a JSON line that is not a JSON
+      object); null when the row converted cleanly.
+    - ``_raw`` (string): for rows with conversion errors only, the row as read: a
+      JSON object of every column's text (CSV, header order), the line itself (JSON
+      lines) or a JSON object of every column (Parquet); else null.
+    - the lineage columns of :data:`LINEAGE_FIELDS` (R8).
 
     Args:
         contract: The dataset contract.
@@ -121,7 +124,7 @@ def silver_arrow_schema(contract: DatasetContract) -> pa.Schema:
     Returns:
         The Arrow schema, every field nullable.
     """
-    return pa.schema([*contract_schema(contract), *LINEAGE_FIELDS])
+    return pa.schema([*contract_schema(contract), *READ_FIELDS, *LINEAGE_FIELDS])
 
 
 class ObjectReader:
@@ -144,7 +147,7 @@ class ObjectReader:
         self._max_workers = max_workers
         self._s3: S3Client | None = None
         if objects_root.startswith("s3://"):
-            self._s3 = s3_client or _default_s3_client(max_workers)
+            self._s3 = s3_client or default_s3_client(max_workers)
         elif not objects_root.startswith("file:"):
             raise ValueError(f"unsupported objects root {objects_root!r}: expected file: or s3://")
 
@@ -184,60 +187,26 @@ class ObjectReader:
         )
         return table, outcomes
 
-    def _read_one(self, ref: ObjectRef, decoder: ContractDecoder) -> tuple[ReadOutcome, pa.Table | None]:
+    def _read_one(self, ref: ObjectRef, decoder: ContractDecoder) -> tuple[ReadOutcome, DecodedObject | None]:
         try:
-            rows = decoder.decode(self._fetch(ref), ref.key)
-        except _UnreadableError as exc:
+            decoded = decoder.decode_object(self._fetch(ref), ref.key)
+        except UnreadableError as exc:
             log.debug("%s s3://%s/%s: %s (%s)", exc.status, ref.bucket, ref.key, exc.reason, exc.detail)
             return ReadOutcome(ref, exc.status, exc.reason, exc.detail, 0), None
         except DecodeError as exc:
             log.warning("quarantined s3://%s/%s: %s (%s)", ref.bucket, ref.key, exc.reason, exc.detail)
             return ReadOutcome(ref, "quarantined", exc.reason, exc.detail, 0), None
-        return ReadOutcome(ref, "ok", None, None, rows.num_rows), rows
+        bad_rows = decoded.rows_with_errors
+        if bad_rows:
+            log.debug("s3://%s/%s: %d rows with values that do not convert", ref.bucket, ref.key, bad_rows)
+        return ReadOutcome(ref, "ok", None, None, decoded.rows.num_rows, bad_rows), decoded
 
     def _fetch(self, ref: ObjectRef) -> bytes:
         uri = object_uri(self._root, ref.bucket, ref.key)
         if self._s3 is None:
-            return _read_file(uri, ref, bucket_dir=_file_uri_to_path(object_uri(self._root, ref.bucket, "")))
-        return _get_object(self._s3, uri, ref)
-
-
-def _read_file(uri: str, ref: ObjectRef, *, bucket_dir: str) -> bytes:
-    """Bytes of a lake file; a missing file is superseded, a missing bucket directory raises."""
-    if any(part in ("", ".", "..") for part in ref.key.split("/")):
-        raise _UnreadableError(
-            "quarantined", "unsafe_key", f"key {ref.key!r} has empty, '.' or '..' segments"
-        )
-    try:
-        with open(_file_uri_to_path(uri), "rb") as file:
-            data = file.read()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-        if not os.path.isdir(bucket_dir):  # a wrong root must not turn every event into "superseded"
-            raise FileNotFoundError(f"bucket directory {bucket_dir} does not exist") from exc
-        raise _UnreadableError("superseded", "object_gone", str(exc)) from exc
-    etag = _plain_md5(ref.etag)
-    if etag is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() != etag:
-        raise _UnreadableError("superseded", "etag_changed", f"file content no longer has eTag {etag}")
-    return data
-
-
-def _get_object(client: S3Client, uri: str, ref: ObjectRef) -> bytes:
-    """Bytes of the object version the event names (R9): by version id, else guarded by eTag."""
-    bucket, _, key = uri.removeprefix("s3://").partition("/")  # not urlsplit: keys may hold '?', '#'
-    try:
-        if ref.version_id is not None:
-            response = client.get_object(Bucket=bucket, Key=key, VersionId=ref.version_id)
-        elif ref.etag:
-            response = client.get_object(Bucket=bucket, Key=key, IfMatch=ref.etag.strip('"'))
-        else:
-            response = client.get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        reason = _SUPERSEDED_CODES.get(exc.response.get("Error", {}).get("Code", ""))
-        if reason is None:
-            raise
-        raise _UnreadableError("superseded", reason, str(exc)) from exc
-    with response["Body"] as body:
-        return body.read()
+            bucket_dir = file_uri_to_path(object_uri(self._root, ref.bucket, ""))
+            return read_file(uri, ref.key, ref.etag, bucket_dir=bucket_dir)
+        return get_object(self._s3, uri, ref.version_id, ref.etag)
 
 
 def _check_one_table(refs: Sequence[ObjectRef], contract: DatasetContract) -> None:
@@ -267,14 +236,15 @@ def _map_in_order(fn: Callable[[_T], _R], items: Sequence[_T], max_workers: int)
             raise
 
 
-def _assemble(parts: list[tuple[ObjectRef, pa.Table]], contract: DatasetContract) -> pa.Table:
-    """Concatenate the objects' rows and append the lineage columns (R8)."""
+def _assemble(parts: list[tuple[ObjectRef, DecodedObject]], contract: DatasetContract) -> pa.Table:
+    """Concatenate the objects' rows, add the row-level columns and the lineage columns (R8)."""
     schema = silver_arrow_schema(contract)
     if not parts:
         return schema.empty_table()
-    rows = pa.concat_tables([table for _, table in parts])
-    lineage = _lineage_columns([(ref, table.num_rows) for ref, table in parts if table.num_rows])
-    return pa.Table.from_arrays([*rows.columns, *lineage], schema=schema)
+    rows = pa.concat_tables([decoded.rows for _, decoded in parts])
+    read = read_columns([decoded for _, decoded in parts])
+    lineage = _lineage_columns([(ref, d.rows.num_rows) for ref, d in parts if d.rows.num_rows])
+    return pa.Table.from_arrays([*rows.columns, *read, *lineage], schema=schema)
 
 
 def _lineage_columns(objects: list[tuple[ObjectRef, int]]) -> list[pa.Array]:
@@ -299,21 +269,3 @@ def _as_utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
-
-
-def _plain_md5(etag: str | None) -> str | None:
-    """The eTag in lower case if it is a single-part MD5, else None (not checkable locally)."""
-    if etag is None:
-        return None
-    stripped = etag.strip().strip('"')
-    return stripped.lower() if _PLAIN_MD5.fullmatch(stripped) else None
-
-
-def _file_uri_to_path(uri: str) -> str:
-    """Local path of a ``file:`` URI (percent-decoded)."""
-    return url2pathname(urlsplit(uri).path)
-
-
-def _default_s3_client(max_workers: int) -> S3Client:
-    config = BotoConfig(max_pool_connections=max(10, max_workers), retries={"mode": "standard"})
-    return boto3.session.Session().client("s3", config=config)

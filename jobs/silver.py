@@ -25,20 +25,27 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal
 
 from jobs.contracts import DatasetContract
+from jobs.snapshots import (
+    SNAPSHOT_BATCH_ID,
+    SNAPSHOT_QUERY_ID,
+    BatchSnapshot,
+    find_batch_snapshot,
+    with_commit_properties,
+)
+from jobs.storage import QUARANTINE, SILVER
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 CommitStatus = Literal["committed", "skipped_replay", "noop", "failed"]
 
 LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -51,10 +58,7 @@ LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_ingest_time", "timestamp"),
     ("_batch_id", "bigint"),
 )
-SNAPSHOT_QUERY_ID = "silverline.query-id"
-SNAPSHOT_BATCH_ID = "silverline.batch-id"
 MERGE_KEY = "_merge_key"
-SNAPSHOT_SEARCH_DEPTH = 50
 
 # Distribution: MERGE reads only write.merge.distribution-mode (default hash), so it is
 # set explicitly. Measured on small partitioned tenant MERGEs (3 day partitions, source
@@ -92,6 +96,11 @@ class TableChange:
             not listed are appended next to any old rows of that key. With no keys the commit
             is a plain append (no scan); no keys and no rows: no-op.
         row_count: Number of ``rows`` when the caller knows it (saves a Spark job).
+        zone: ``silver``, or ``quarantine`` for a tenant's table of rejected rows, which
+            is a log: a row is inserted unless the same row of the same object version
+            is already there (so a retried or replayed batch adds nothing twice).
+        quarantine: The rejected rows of the same objects, committed first; if that
+            commit fails the silver commit is not attempted (both are retried together).
     """
 
     table: str
@@ -100,6 +109,8 @@ class TableChange:
     rows: DataFrame
     replace_keys: Sequence[str]
     row_count: int | None = None
+    zone: str = SILVER
+    quarantine: TableChange | None = None
 
 
 @dataclass(frozen=True)
@@ -115,14 +126,38 @@ class CommitResult:
     error: str | None
 
 
-def silver_columns(contract: DatasetContract) -> tuple[tuple[str, str], ...]:
-    """(name, Spark SQL type) of every silver column: the contract's, then lineage."""
-    return tuple((c.name, c.type) for c in contract.columns) + LINEAGE_COLUMNS
+# Columns the files had but the contract does not declare, as one JSON object per row.
+RESCUED_COLUMNS: tuple[tuple[str, str], ...] = (("_rescued", "string"),)
+# What a quarantined row carries besides its data: where in the file, its original text when
+# a value did not convert, and why it was rejected.
+QUARANTINE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_row_number", "int"),
+    ("_raw", "string"),
+    ("_failed_expectations", "array<string>"),
+    ("_quarantine_reason", "string"),
+)
 
 
-def silver_ddl(contract: DatasetContract) -> str:
-    """Silver columns as Spark SQL DDL, all nullable (NOT NULL is a data-quality check)."""
-    return ", ".join(f"`{name}` {kind}" for name, kind in silver_columns(contract))
+def silver_columns(contract: DatasetContract, zone: str = SILVER) -> tuple[tuple[str, str], ...]:
+    """(name, Spark SQL type) of every column of a tenant table, in table order.
+
+    Args:
+        contract: The dataset contract.
+        zone: ``silver`` (declared columns, ``_rescued``, lineage) or ``quarantine``
+            (the same plus :data:`QUARANTINE_COLUMNS` before the lineage).
+
+    Returns:
+        The columns.
+    """
+    declared = tuple((c.name, c.type) for c in contract.columns) + RESCUED_COLUMNS
+    if zone == QUARANTINE:
+        return declared + QUARANTINE_COLUMNS + LINEAGE_COLUMNS
+    return declared + LINEAGE_COLUMNS
+
+
+def silver_ddl(contract: DatasetContract, zone: str = SILVER) -> str:
+    """Table columns as Spark SQL DDL, all nullable (NOT NULL is a data-quality check)."""
+    return ", ".join(f"`{name}` {kind}" for name, kind in silver_columns(contract, zone))
 
 
 def catalog_of(table: str) -> str:
@@ -144,7 +179,8 @@ def create_table_sql(change: TableChange, *, with_location: bool) -> str:
     partitions = ", ".join(change.contract.partition_by)
     properties = ", ".join(f"'{key}'='{value}'" for key, value in TABLE_PROPERTIES.items())
     return (
-        f"CREATE TABLE IF NOT EXISTS {change.table} ({silver_ddl(change.contract)}) USING iceberg"
+        f"CREATE TABLE IF NOT EXISTS {change.table} ({silver_ddl(change.contract, change.zone)})"
+        + " USING iceberg"
         + (f" PARTITIONED BY ({partitions})" if partitions else "")
         + (f" LOCATION '{change.location}'" if with_location else "")
         + f" TBLPROPERTIES ({properties})"
@@ -164,54 +200,6 @@ def ensure_table(spark: SparkSession, change: TableChange, *, with_location: boo
     spark.sql(create_table_sql(change, with_location=with_location))
 
 
-def _jvm(spark: SparkSession) -> Any:
-    """The session's py4j JVM view (Iceberg's Java API is reached through it)."""
-    jvm = spark._jvm
-    if jvm is None:
-        raise RuntimeError("silver commits need a classic SparkSession with a JVM (not Spark Connect)")
-    return jvm
-
-
-@dataclass(frozen=True)
-class BatchSnapshot:
-    """A snapshot committed by one micro-batch."""
-
-    snapshot_id: int
-    added_records: int
-
-
-def find_batch_snapshot(
-    spark: SparkSession, table: str, *, batch_id: int, query_id: str, depth: int = SNAPSHOT_SEARCH_DEPTH
-) -> BatchSnapshot | None:
-    """The snapshot this batch committed, searched among the newest ``depth`` current ancestors.
-
-    Reads the table's metadata through Iceberg's Java API (no Spark job). Later
-    commits by maintenance or backfills may sit on top; ``depth`` bounds the walk.
-
-    Args:
-        spark: The session.
-        table: The table identifier.
-        batch_id: The micro-batch id.
-        query_id: The streaming query id.
-        depth: How many snapshots to look at, newest first.
-
-    Returns:
-        The snapshot, or None.
-    """
-    iceberg = _jvm(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
-    iceberg.refresh()
-    snapshot = iceberg.currentSnapshot()
-    for _ in range(depth):
-        if snapshot is None:
-            return None
-        summary = snapshot.summary()
-        if summary.get(SNAPSHOT_QUERY_ID) == query_id and summary.get(SNAPSHOT_BATCH_ID) == str(batch_id):
-            return BatchSnapshot(int(snapshot.snapshotId()), int(summary.get("added-records") or 0))
-        parent = snapshot.parentId()
-        snapshot = iceberg.snapshot(parent) if parent is not None else None
-    return None
-
-
 def merge_source(spark: SparkSession, change: TableChange) -> DataFrame:
     """Delete markers (``_merge_key`` = key, other columns NULL) UNION ALL data rows (``_merge_key`` NULL).
 
@@ -228,6 +216,20 @@ def merge_source(spark: SparkSession, change: TableChange) -> DataFrame:
     return markers_df.unionByName(data_df)
 
 
+def quarantine_merge_sql(change: TableChange) -> str:
+    """Insert rejected rows unless that row of that object version is already logged."""
+    names = [name for name, _ in silver_columns(change.contract, QUARANTINE)]
+    columns = ", ".join(f"`{name}`" for name in names)
+    values = ", ".join(f"s.`{name}`" for name in names)
+    same_row = " AND ".join(
+        f"t.{c} <=> s.{c}" for c in ("_source_key", "_source_version_id", "_source_etag", "_source_sequencer")
+    )
+    return (
+        f"MERGE INTO {change.table} t USING {{source}} s ON {same_row} AND t._row_number <=> s._row_number "
+        f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})"
+    )
+
+
 def merge_sql(change: TableChange) -> str:
     """The MERGE statement; the source is the ``{source}`` placeholder of ``spark.sql(..., source=df)``."""
     names = [name for name, _ in silver_columns(change.contract)]
@@ -240,52 +242,8 @@ def merge_sql(change: TableChange) -> str:
     )
 
 
-class _JavaCallable:
-    """A ``java.util.concurrent.Callable`` implemented in Python (py4j callback).
-
-    Exceptions are kept on the Python side and re-raised by the caller, so the
-    original (Python) error type survives the round trip through the JVM.
-    """
-
-    def __init__(self, action: Callable[[], Any]) -> None:
-        self.action = action
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def call(self) -> None:
-        """Run the action (called from the JVM)."""
-        try:
-            self.result = self.action()
-        except BaseException as exc:  # re-raised in with_commit_properties
-            self.error = exc
-
-    class Java:
-        implements = ("java.util.concurrent.Callable",)
-
-
-def with_commit_properties(spark: SparkSession, properties: Mapping[str, str], action: Callable[[], T]) -> T:
-    """Run ``action`` so that Iceberg commits it makes on this thread carry ``properties``.
-
-    Args:
-        spark: The session (its py4j gateway reaches Iceberg's ``CommitMetadata``).
-        properties: Snapshot summary properties.
-        action: What to run, e.g. a ``spark.sql("MERGE ...")``.
-
-    Returns:
-        What ``action`` returned.
-    """
-    jvm = _jvm(spark)
-    java_map = jvm.java.util.HashMap()
-    for key, value in properties.items():
-        java_map.put(key, value)
-    callable_ = _JavaCallable(action)
-    jvm.org.apache.iceberg.spark.CommitMetadata.withCommitProperties(
-        java_map, callable_, jvm.java.lang.Class.forName("java.lang.RuntimeException")
-    )
-    if callable_.error is not None:
-        raise callable_.error
-    result: T = callable_.result
-    return result
+class QuarantineCommitError(RuntimeError):
+    """The rejected rows could not be logged, so the silver commit was not attempted."""
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
@@ -324,6 +282,12 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
             error=None,
         )
 
+    if change.quarantine is not None:
+        try:
+            commit_change(spark, change.quarantine, batch_id=batch_id, query_id=query_id)
+        except Exception as exc:
+            table = change.quarantine.table
+            raise QuarantineCommitError(f"quarantine table {table}: {one_line(exc)}") from exc
     has_rows = change.row_count > 0 if change.row_count is not None else not change.rows.isEmpty()
     if not keys and not has_rows:
         return result("noop", None)
@@ -332,7 +296,12 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
     if found:
         return result("skipped_replay", found)
     properties = {SNAPSHOT_QUERY_ID: query_id, SNAPSHOT_BATCH_ID: str(batch_id)}
-    if keys:
+    if change.zone == QUARANTINE:
+        source = change.rows
+        with_commit_properties(
+            spark, properties, lambda: spark.sql(quarantine_merge_sql(change), source=source)
+        )
+    elif keys:
         source = merge_source(spark, change)
         with_commit_properties(spark, properties, lambda: spark.sql(merge_sql(change), source=source))
     else:  # only objects with no rows in the table yet: a plain append, no scan of the table
@@ -402,19 +371,3 @@ def commit_changes(
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(changes)))) as pool:
         return list(pool.map(lambda change: _commit_isolated(spark, change, batch_id, query_id), changes))
-
-
-def current_snapshot_id(spark: SparkSession, table: str) -> int | None:
-    """The id of a table's current snapshot, read through Iceberg's Java API (no Spark job).
-
-    Args:
-        spark: The session.
-        table: The table identifier.
-
-    Returns:
-        The snapshot id, or None for a table without snapshots.
-    """
-    iceberg = _jvm(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
-    iceberg.refresh()
-    snapshot = iceberg.currentSnapshot()
-    return None if snapshot is None else int(snapshot.snapshotId())

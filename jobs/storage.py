@@ -24,15 +24,22 @@ def object_uri(root: str, bucket: str, key: str) -> str:
     return f"{root}{bucket}/{key}"
 
 
-def silver_location(root: str, bucket: str, tenant: str, dataset: str) -> str:
-    """Physical location of a tenant's silver table: ``<root><bucket>/<tenant>/silver/<dataset>``."""
-    return f"{root}{bucket}/{tenant}/silver/{dataset}"
+SILVER = "silver"
+QUARANTINE = "quarantine"
 
 
-def silver_table_name(catalog: str, bucket: str, tenant: str, dataset: str) -> str:
-    """Catalog identifier of a tenant's silver table (multi-level namespace, quoted for SQL).
+def silver_location(root: str, bucket: str, tenant: str, dataset: str, zone: str = SILVER) -> str:
+    """Physical location of a tenant table: ``<root><bucket>/<tenant>/<zone>/<dataset>``.
+
+    ``zone`` is ``silver`` for the dataset's table and ``quarantine`` for its bad rows.
+    """
+    return f"{root}{bucket}/{tenant}/{zone}/{dataset}"
+
+
+def silver_table_name(catalog: str, bucket: str, tenant: str, dataset: str, zone: str = SILVER) -> str:
+    """Catalog identifier of a tenant table (multi-level namespace, quoted for SQL).
 
     With a hadoop catalog rooted at the lake, the namespace
-    ``<bucket>.<tenant>.silver`` puts the table exactly at :func:`silver_location`.
+    ``<bucket>.<tenant>.<zone>`` puts the table exactly at :func:`silver_location`.
     """
-    return ".".join(f"`{part}`" for part in (catalog, bucket, tenant, "silver", dataset))
+    return ".".join(f"`{part}`" for part in (catalog, bucket, tenant, zone, dataset))

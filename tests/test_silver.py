@@ -15,8 +15,6 @@ import pytest
 from jobs.contracts import DatasetContract
 from jobs.silver import (
     LINEAGE_COLUMNS,
-    SNAPSHOT_BATCH_ID,
-    SNAPSHOT_QUERY_ID,
     TableChange,
     commit_change,
     commit_changes,
@@ -24,6 +22,7 @@ from jobs.silver import (
     ensure_table,
     silver_ddl,
 )
+from jobs.snapshots import SNAPSHOT_BATCH_ID, SNAPSHOT_QUERY_ID
 from jobs.storage import silver_location, silver_table_name
 
 pytestmark = pytest.mark.spark
@@ -44,7 +43,8 @@ ORDERS = DatasetContract.model_validate(
     }
 )
 SCHEMA = (
-    "order_id bigint, customer_id string, amount decimal(12,2), order_ts timestamp, _source_bucket string, "
+    "order_id bigint, customer_id string, amount decimal(12,2), order_ts timestamp, _rescued string, "
+    "_source_bucket string, "
     "_source_key string, _source_version_id string, _source_etag string, _source_sequencer string, "
     "_event_time timestamp, _ingest_time timestamp, _batch_id bigint"
 )
@@ -55,7 +55,7 @@ def row(order_id: int | None, key: str, *, customer: str | None = "c", amount: s
     """One silver row of object ``<tenant>/raw/orders/<key>`` (lineage included)."""
     return (
         order_id, customer, Decimal(amount) if amount else None, TS + dt.timedelta(days=(order_id or 0) % 3),
-        BUCKET, key, "v1", "etag", "00A1", TS, TS, 1,
+        None, BUCKET, key, "v1", "etag", "00A1", TS, TS, 1,
     )  # fmt: skip
 
 
@@ -119,6 +119,7 @@ def test_first_commit_creates_a_partitioned_v2_table_with_lineage(spark: Any, sp
         ("customer_id", "string", False),
         ("amount", "decimal(12, 2)", False),
         ("order_ts", "timestamptz", False),
+        ("_rescued", "string", False),
         ("_source_bucket", "string", False),
         ("_source_key", "string", False),
         ("_source_version_id", "string", False),
@@ -128,7 +129,7 @@ def test_first_commit_creates_a_partitioned_v2_table_with_lineage(spark: Any, sp
         ("_ingest_time", "timestamptz", False),
         ("_batch_id", "long", False),
     ]
-    assert [name for name, _ in LINEAGE_COLUMNS] == [f.name for f in table.schema().fields[4:]]
+    assert [name for name, _ in LINEAGE_COLUMNS] == [f.name for f in table.schema().fields[5:]]
     assert silver_ddl(ORDERS).startswith("`order_id` bigint, `customer_id` string")
     assert table.properties["write.merge.mode"] == "merge-on-read"
     assert int(table.properties["commit.retry.num-retries"]) >= 10
@@ -284,3 +285,80 @@ def test_print_sequential_vs_threaded_timings(spark: Any) -> None:
         seconds = time.monotonic() - started
         assert {r.status for r in results} == {"committed"}
         print(f"\n12 tables, {workers} thread(s): {seconds:.2f}s ({seconds / 12:.3f}s/table)")
+
+
+Q_SCHEMA = SCHEMA.replace(
+    "_rescued string, ",
+    "_rescued string, _row_number int, _raw string, _failed_expectations array<string>, "
+    "_quarantine_reason string, ",
+)
+
+
+def bad_row(order_id: int | None, key: str, row_number: int, failed: list[str]) -> tuple:
+    good = row(order_id, key)
+    return (*good[:5], row_number, None, failed, "failed_expectations", *good[5:])
+
+
+def quarantine_rows(lake: Path, tenant: str) -> list[tuple]:
+    from pyiceberg.table import StaticTable
+
+    folder = Path(silver_location(f"{lake}/", BUCKET, tenant, "orders", "quarantine")) / "metadata"
+    latest = max(folder.glob("v*.metadata.json"), key=lambda p: int(p.name[1:].split(".")[0]))
+    arrow = StaticTable.from_metadata(str(latest)).scan().to_arrow()
+    found = [
+        (r["order_id"], r["_source_key"], r["_row_number"], tuple(r["_failed_expectations"]))
+        for r in arrow.to_pylist()
+    ]
+    return sorted(found, key=repr)
+
+
+def with_quarantine(
+    spark: Any, tenant: str, good: list[tuple], bad: list[tuple], keys: list[str]
+) -> TableChange:
+    silver = change(spark, tenant, good, keys)
+    rejected = TableChange(
+        table=silver_table_name("silverline", BUCKET, tenant, "orders", "quarantine"),
+        location=silver_location("file:///unused/", BUCKET, tenant, "orders", "quarantine"),
+        contract=ORDERS,
+        rows=spark.createDataFrame(bad, Q_SCHEMA),
+        replace_keys=[],
+        zone="quarantine",
+    )
+    return TableChange(**{**silver.__dict__, "quarantine": rejected})
+
+
+def test_rejected_rows_are_logged_once_even_when_the_batch_is_retried(spark: Any, spark_lake: Path) -> None:
+    tenant = "t-quarantine"
+    bad = [bad_row(None, "a.csv", 2, ["expect_column_values_to_not_be_null(order_id)"])]
+    first = commit_change(
+        spark, with_quarantine(spark, tenant, [row(1, "a.csv")], bad, []), batch_id=1, query_id=QUERY
+    )
+    assert first.status == "committed"
+    # The same object version again under another batch id (a retry): nothing is logged twice,
+    # while a row of a new version of the object is.
+    newer = [*bad, bad_row(7, "a.csv", 3, ["primary_key_unique"])]
+    newer[1] = (*newer[1][:-4], "etag-2", *newer[1][-3:])
+    again = commit_change(
+        spark, with_quarantine(spark, tenant, [row(1, "a.csv")], newer, ["a.csv"]), batch_id=2, query_id=QUERY
+    )
+    assert again.status == "committed"
+    assert quarantine_rows(spark_lake, tenant) == [
+        (7, "a.csv", 3, ("primary_key_unique",)),
+        (None, "a.csv", 2, ("expect_column_values_to_not_be_null(order_id)",)),
+    ]
+    assert contents(spark_lake, tenant) == {(1, "c", Decimal("1.00"), "a.csv")}
+
+
+def test_a_failing_quarantine_commit_stops_the_silver_commit(spark: Any, spark_lake: Path) -> None:
+    tenant = "t-quarantine-fails"
+    spark.sql(
+        f"CREATE TABLE {silver_table_name('silverline', BUCKET, tenant, 'orders', 'quarantine')} "
+        "(order_id INT, note STRING) USING iceberg"  # incompatible: every insert into it fails
+    )
+    bad = [bad_row(None, "a.csv", 2, ["x"])]
+    [result] = commit_changes(
+        spark, [with_quarantine(spark, tenant, [row(1, "a.csv")], bad, [])], batch_id=1, query_id=QUERY
+    )
+    assert result.status == "failed"
+    assert result.error is not None and "quarantine table" in result.error
+    assert metadata_files(spark_lake, tenant) == []  # the silver table was never created

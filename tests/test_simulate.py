@@ -37,7 +37,7 @@ from jobs.simulate import (
 from jobs.simulate.truth import row_tuples
 
 PROJECT = Path(__file__).resolve().parents[1]
-SPEC = SimulationSpec()
+SPEC = SimulationSpec(bad_row_rate=0.0)  # bad rows: see test_bad_rows_are_marked_in_the_truth
 ODD = (" ", "+", "ä", "é", "東", "(", "&", "=")
 
 
@@ -559,3 +559,35 @@ def test_cli_creates_the_queue_and_publishes(moto_endpoint: str, tmp_path: Path)
         "Attributes"
     ]
     assert int(attrs["ApproximateNumberOfMessages"]) == truth.injected.messages
+
+
+@pytest.mark.unit
+def test_bad_rows_are_marked_in_the_truth_and_written_where_it_says(tmp_path: Path) -> None:
+    import gzip
+
+    spec = SimulationSpec(
+        tenants=2, objects=30, bad_row_rate=0.3, overwrite_rate=0.0, delete_rate=0.0, seed=4
+    )
+    _, truth = run(spec, tmp_path)
+    by_key = {op["key"]: op for op in truth.operations if op["kind"] == "put" and op["bad_reason"] is None}
+    kinds = {"orders": {"negative_amount", "unknown_currency", "missing_order_id", "order_id_not_a_number"},
+             "clicks": {"negative_duration", "page_not_a_path", "duration_not_a_number"},
+             "inventory": {"negative_qty", "missing_sku"}}  # fmt: skip
+    assert sum(len(v) for v in truth.bad_rows.values()) > 10
+    for key, op in by_key.items():
+        bad = truth.bad_rows.get(key, [])
+        good = truth.tables[op["tenant"]][op["dataset"]][key]
+        assert len(good) + len(bad) == op["rows"]
+        assert {kind for _, kind in bad} <= kinds[op["dataset"]]
+        if op["dataset"] != "orders":
+            continue
+        data = (tmp_path / spec.bucket / key).read_bytes()
+        lines = (gzip.decompress(data) if key.endswith(".gz") else data).decode().splitlines()
+        for number, kind in bad:
+            fields = lines[number].split(",")  # line 0 is the header
+            assert {
+                "negative_amount": fields[2] == "-12.50",
+                "unknown_currency": fields[3] == "XXX",
+                "missing_order_id": fields[0] == "",
+                "order_id_not_a_number": fields[0] == "n/a",
+            }[kind], (key, number, kind, lines[number])

@@ -37,6 +37,27 @@ _ODD_NAMES = {
 _PAGES = ("/", "/pricing", "/docs/start", "/blog/iceberg", "/cart", "/checkout", "/account")
 _WAREHOUSES = ("ams-1", "fra-2", "dub-1", "iad-3")
 _CURRENCIES = ("EUR", "USD", "GBP", "CHF")
+#: Bad values a row may get, per dataset: (kind, column, value). Each breaks one rule of the
+#: dataset's expectation suite (conf/expectations/) or does not convert to the column's type.
+BAD_VALUES: dict[str, tuple[tuple[str, str, Any], ...]] = {
+    "orders": (
+        ("negative_amount", "amount", Decimal("-12.50")),
+        ("unknown_currency", "currency", "XXX"),
+        ("missing_order_id", "order_id", None),
+        ("order_id_not_a_number", "order_id", "n/a"),
+    ),
+    "clicks": (
+        ("negative_duration", "duration_ms", -5),
+        ("page_not_a_path", "page", "checkout"),
+        ("duration_not_a_number", "duration_ms", "slow"),
+    ),
+    "inventory": (
+        ("negative_qty", "qty", -3),
+        ("missing_sku", "sku", None),
+    ),
+}
+#: The key a spoiled row carries (never written to the file).
+BAD = "_bad"
 
 
 def iso_z(moment: dt.datetime) -> str:
@@ -65,15 +86,26 @@ class ContentFactory:
         return stem + _EXTENSIONS.get(dataset, ".csv") + (".gz" if gz else "")
 
     # ---- rows ----------------------------------------------------------------------------------------
-    def rows(self, dataset: str, count: int, when: dt.datetime) -> list[dict[str, Any]]:
-        """``count`` rows of ``dataset`` around the upload time ``when`` (Python values)."""
+    def rows(
+        self, dataset: str, count: int, when: dt.datetime, bad_rate: float = 0.0
+    ) -> list[dict[str, Any]]:
+        """``count`` rows of ``dataset`` around the upload time ``when`` (Python values).
+
+        With probability ``bad_rate`` a row gets one of :data:`BAD_VALUES` and carries
+        the kind under :data:`BAD`.
+        """
         make = {"orders": self._order, "clicks": self._click, "inventory": self._stock}[dataset]
-        return [make(when) for _ in range(count)]
+        rows = [make(when) for _ in range(count)]
+        for row in rows:
+            if bad_rate and self._rng.random() < bad_rate:
+                kind, column, value = self._rng.choice(BAD_VALUES[dataset])
+                row.update({column: value, BAD: kind})
+        return rows
 
     def _order(self, when: dt.datetime) -> dict[str, Any]:
         rng = self._rng
         self._order_id += rng.randint(1, 40)
-        cents = rng.randint(-5_000, 250_000) if rng.random() < 0.05 else rng.randint(99, 250_000)
+        cents = rng.randint(99, 250_000)
         return {
             "order_id": self._order_id,
             "customer_id": None if rng.random() < 0.1 else f"cus_{rng.randint(1, 4000):05d}",
@@ -133,13 +165,21 @@ def _orders_csv(rows: list[dict[str, Any]]) -> bytes:
     out.write(",".join(COLUMNS["orders"]) + "\n")
     for r in rows:
         out.write(
-            f"{r['order_id']},{r['customer_id'] or ''},{r['amount']},{r['currency']},{iso_z(r['order_ts'])}\n"
+            f"{_text(r['order_id'])},{r['customer_id'] or ''},{r['amount']},{r['currency']},"
+            f"{iso_z(r['order_ts'])}\n"
         )
     return out.getvalue().encode("utf-8")
 
 
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 def _clicks_jsonl(rows: list[dict[str, Any]]) -> bytes:
-    lines = [json.dumps({**r, "ts": iso_z(r["ts"])}, ensure_ascii=False) for r in rows]
+    lines = [
+        json.dumps({**{k: v for k, v in r.items() if k != BAD}, "ts": iso_z(r["ts"])}, ensure_ascii=False)
+        for r in rows
+    ]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 

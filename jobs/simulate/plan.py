@@ -144,7 +144,8 @@ def plan_operations(spec: SimulationSpec, rng: random.Random) -> list[Operation]
         if slot.kind == "delete":
             ops.append(Operation("delete", tenant, dataset, key, "ObjectRemoved:Delete", moment, sequencer))
             continue
-        rows = tuple(content.rows(dataset, rng.randint(*spec.rows_per_object), moment))
+        count = rng.randint(*spec.rows_per_object)
+        rows = tuple(content.rows(dataset, count, moment, spec.bad_row_rate))
         multipart = rng.random() < spec.multipart_rate
         event = "ObjectCreated:CompleteMultipartUpload" if multipart else "ObjectCreated:Put"
         data = content.encode(dataset, list(rows), gz=gz)

@@ -52,6 +52,7 @@ _RATES = (
     "multipart_rate",
     "gzip_rate",
     "odd_name_rate",
+    "bad_row_rate",
 )
 
 
@@ -86,6 +87,9 @@ class SimulationSpec:
         multipart_rate: Share of uploads notified as ``ObjectCreated:CompleteMultipartUpload``.
         gzip_rate: Share of orders files written as ``.csv.gz``.
         odd_name_rate: Share of file names with spaces, ``+``, unicode, ...
+        bad_row_rate: Share of rows in good files given a bad value (out of range, not
+            in the allowed set, a missing key, or text that is no number); the job must
+            quarantine exactly those rows and land the rest of the file.
         test_events: ``s3:TestEvent`` messages.
         non_raw_events: Events on other zones (``<tenant>/silver/...``) the job must ignore.
         rows_per_object: (min, max) rows per good file.
@@ -111,6 +115,7 @@ class SimulationSpec:
     multipart_rate: float = 0.1
     gzip_rate: float = 0.3
     odd_name_rate: float = 0.2
+    bad_row_rate: float = 0.03
     test_events: int = 2
     non_raw_events: int = 3
     rows_per_object: tuple[int, int] = (3, 12)

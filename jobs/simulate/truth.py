@@ -99,6 +99,8 @@ class GroundTruth:
         tables: tenant -> dataset -> live key -> rows (normalised); a table whose keys
             were all deleted stays, empty.
         quarantined: Key of every bad file -> the reason the job should give.
+        bad_rows: Live key -> the 1-based row numbers (in its latest version) that carry a
+            bad value and must be in the tenant's quarantine table, with the kind of value.
         operations: Every upload and delete in operation order (key, kind, event name,
             sequencer, event time, eTag, size).
         injected: The counters.
@@ -110,17 +112,33 @@ class GroundTruth:
     columns: dict[str, list[str]] = field(default_factory=dict)
     tables: dict[str, dict[str, dict[str, list[Row]]]] = field(default_factory=dict)
     quarantined: dict[str, str] = field(default_factory=dict)
+    bad_rows: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     operations: list[dict[str, Any]] = field(default_factory=list)
     injected: Injected = field(default_factory=Injected)
 
     # ---- recording ---------------------------------------------------------------------------------
     def record_put(self, tenant: str, dataset: str, key: str, rows: Iterable[Mapping[str, Any]]) -> None:
-        """A good object (new or overwritten): its rows replace any earlier version's."""
-        self.tables.setdefault(tenant, {}).setdefault(dataset, {})[key] = [normalise_row(r) for r in rows]
+        """A good object (new or overwritten): its rows replace any earlier version's.
+
+        Rows marked bad (``_bad``, see :data:`jobs.simulate.content.BAD`) are expected in
+        the quarantine table instead of silver.
+        """
+        good, bad = [], []
+        for number, row in enumerate(rows, start=1):
+            if row.get("_bad"):
+                bad.append((number, str(row["_bad"])))
+            else:
+                good.append(normalise_row(row))
+        self.tables.setdefault(tenant, {}).setdefault(dataset, {})[key] = good
+        if bad:
+            self.bad_rows[key] = bad
+        else:
+            self.bad_rows.pop(key, None)
 
     def record_delete(self, tenant: str, dataset: str, key: str) -> None:
         """A deleted object: its rows disappear; the table stays expected (maybe empty)."""
         self.tables.setdefault(tenant, {}).setdefault(dataset, {}).pop(key, None)
+        self.bad_rows.pop(key, None)
 
     def record_bad(self, key: str, reason: str) -> None:
         """A bad file the job must quarantine with ``reason``."""
@@ -178,6 +196,7 @@ class GroundTruth:
             columns={k: list(v) for k, v in data.get("columns", {}).items()},
             tables=data.get("tables", {}),
             quarantined=dict(data.get("quarantined", {})),
+            bad_rows={k: [(int(n), str(kind)) for n, kind in v] for k, v in data.get("bad_rows", {}).items()},
             operations=list(data.get("operations", [])),
             injected=injected,
         )

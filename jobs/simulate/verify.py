@@ -40,6 +40,9 @@ class TableResult:
         unexpected: Rows in the table the truth does not expect (counting multiplicity).
         duplicates: Extra copies of rows the table holds more than once.
         snapshots: Snapshots in the table's metadata.
+        quarantined_rows: Rows in the tenant's quarantine table of this dataset.
+        quarantine_missing: Bad rows (key, row number) the truth expects there but not found.
+        quarantine_unexpected: Rows found there that the truth does not expect (or twice).
         error: Why the table could not be compared (unreadable, columns differ), else None.
         examples: Up to five rows each of ``missing``, ``unexpected`` and ``duplicates``.
     """
@@ -54,13 +57,18 @@ class TableResult:
     unexpected: int = 0
     duplicates: int = 0
     snapshots: int = 0
+    quarantined_rows: int = 0
+    quarantine_missing: int = 0
+    quarantine_unexpected: int = 0
     error: str | None = None
     examples: dict[str, list[list[JsonValue]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         """No difference and no error."""
-        return self.error is None and not (self.missing or self.unexpected or self.duplicates)
+        silver = self.missing or self.unexpected or self.duplicates
+        quarantine = self.quarantine_missing or self.quarantine_unexpected
+        return self.error is None and not silver and not quarantine
 
     def describe(self) -> str:
         """One line for humans."""
@@ -68,7 +76,9 @@ class TableResult:
         line = (
             f"{state:8} {self.tenant}/{self.dataset}: {self.actual_rows} rows "
             f"(expected {self.expected_rows}), missing {self.missing}, unexpected {self.unexpected}, "
-            f"duplicates {self.duplicates}, {self.snapshots} snapshots"
+            f"duplicates {self.duplicates}, {self.snapshots} snapshots; "
+            f"quarantine {self.quarantined_rows} rows "
+            f"(missing {self.quarantine_missing}, unexpected {self.quarantine_unexpected})"
         )
         return line + (f" — {self.error}" if self.error else "")
 
@@ -127,10 +137,41 @@ def verify(lake_root: str | Path, truth: GroundTruth) -> Verification:
     for tenant, dataset in sorted(set(truth.table_pairs()) | set(on_disk)):
         expected = (tenant, dataset) in set(truth.table_pairs())
         table_dir = on_disk.get((tenant, dataset))
-        results.append(_check_table(tenant, dataset, expected, table_dir, truth))
+        result = _check_table(tenant, dataset, expected, table_dir, truth)
+        results.append(_with_quarantine(result, root, truth))
     verification = Verification(results)
     log.info("verified %d tables: %s", len(results), "ok" if verification.ok else "differences found")
     return verification
+
+
+def expected_bad_rows(truth: GroundTruth, tenant: str, dataset: str) -> Counter[tuple[str, int]]:
+    """(key, row number) of every bad row the truth expects in a tenant's quarantine table."""
+    return Counter(
+        (key, number)
+        for key, rows in truth.bad_rows.items()
+        if key.split("/")[0] == tenant and key.split("/")[2] == dataset
+        for number, _ in rows
+    )
+
+
+def _with_quarantine(result: TableResult, root: Path, truth: GroundTruth) -> TableResult:
+    from dataclasses import replace
+
+    want = expected_bad_rows(truth, result.tenant, result.dataset)
+    table_dir = root / truth.bucket / result.tenant / "quarantine" / result.dataset
+    got: Counter[tuple[str, int]] = Counter()
+    if latest_metadata(table_dir) is not None:
+        from pyiceberg.table import StaticTable
+
+        table = StaticTable.from_metadata(str(latest_metadata(table_dir)))
+        rows = table.scan(selected_fields=("_source_key", "_row_number")).to_arrow().to_pylist()
+        got = Counter((r["_source_key"], r["_row_number"]) for r in rows)
+    return replace(
+        result,
+        quarantined_rows=sum(got.values()),
+        quarantine_missing=sum((want - got).values()),
+        quarantine_unexpected=sum((got - want).values()),
+    )
 
 
 def _check_table(

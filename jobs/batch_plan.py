@@ -1,0 +1,217 @@
+"""Planning a micro-batch's tenant-table changes: read the objects, check them, build the changes.
+
+For the events the ledger lets through, per (bucket, tenant, dataset): read the
+created objects (R9), judge each read (superseded objects are stale, unreadable
+ones quarantined), validate every dataset once (:mod:`jobs.batch_quality`), and
+build one :class:`jobs.silver.TableChange` per tenant table — the good rows for
+silver, and the bad rows for its quarantine table, committed first.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from pyspark.sql import functions as F
+
+from jobs import batch_quality, ledger
+from jobs.accounting import BatchCounts
+from jobs.config import SilverlineConfig
+from jobs.contracts import DatasetContract
+from jobs.quality.split import FAILED_EXPECTATIONS_COLUMN as FAILED_EXPECTATIONS
+from jobs.quality.split import split_verdicts
+from jobs.reader import ObjectReader, ObjectRef, ReadOutcome
+from jobs.silver import TableChange, silver_columns
+from jobs.storage import QUARANTINE, SILVER, silver_location, silver_table_name
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+    from pyspark.sql import DataFrame, Row, SparkSession
+
+    from jobs.quality.verdicts import RowVerdicts
+
+# (event row, reason, detail) of an object quarantined whole: the ops `quarantine` table.
+Quarantined = tuple["Row", str, "str | None"]
+
+
+class PlannedTable(NamedTuple):
+    """One tenant table's change in a batch and the ledger state each of its events leads to."""
+
+    change: TableChange
+    states: list[tuple[Row, str]]
+    tenant: str
+    dataset: str
+
+
+class Planner:
+    """Builds the tenant-table changes of a micro-batch."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        config: SilverlineConfig,
+        contracts: Mapping[str, DatasetContract],
+        reader: ObjectReader,
+        expectations_dir: Path,
+    ) -> None:
+        """Create the planner.
+
+        Args:
+            spark: The session.
+            config: The job configuration.
+            contracts: Dataset contracts by name.
+            reader: The object reader.
+            expectations_dir: Where the expectation suites live.
+        """
+        self.spark = spark
+        self.config = config
+        self.contracts = contracts
+        self.reader = reader
+        self.expectations_dir = expectations_dir
+
+    def plan(
+        self, to_apply: Sequence[Row], batch_id: int, counts: BatchCounts, quarantine: list[Quarantined]
+    ) -> tuple[dict[str, PlannedTable], list[RowVerdicts]]:
+        """Read, validate and plan every tenant table the events touch.
+
+        Args:
+            to_apply: Events the ledger lets through, of declared datasets.
+            batch_id: The micro-batch id (the ``_batch_id`` of new rows).
+            counts: The batch's counts (updated).
+            quarantine: Objects quarantined whole are appended here.
+
+        Returns:
+            The planned changes by table name, and the validation verdicts.
+        """
+        groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+        for row in to_apply:
+            groups[(row["bucket"], row["tenant"], row["dataset"])].append(row)
+        reads = []
+        with counts.phase("read"):
+            for (bucket, tenant, dataset), rows in groups.items():
+                reads.append(self._read(bucket, tenant, dataset, rows, counts, quarantine))
+        with counts.phase("validate"):
+            verdicts = batch_quality.check([r for r, _ in reads], self.expectations_dir)
+        plan = {}
+        with counts.phase("read"):
+            for read, states in reads:
+                planned = self._planned(read, states, batch_id, counts, quarantine)
+                plan[planned.change.table] = planned
+        return plan, verdicts
+
+    def _read(
+        self,
+        bucket: str,
+        tenant: str,
+        dataset: str,
+        rows: list[Row],
+        counts: BatchCounts,
+        quarantine: list[Quarantined],
+    ) -> tuple[batch_quality.TableRead, list[tuple[Row, str]]]:
+        contract = self.contracts[dataset].for_tenant(tenant)
+        created = [r for r in rows if r["event_kind"] == "created"]
+        table, outcomes = self.reader.read([_ref(r) for r in created], contract)
+        counts.files_read += len(created)
+        stats = counts.table(tenant, dataset)
+        stats["files"] += len(created)
+        stats["rows_read"] += table.num_rows
+        states = [(r, ledger.LEDGER_DELETED) for r in rows if r["event_kind"] != "created"]
+        for row, outcome in zip(created, outcomes, strict=True):
+            states.extend(_judge_read(row, outcome, counts, quarantine))
+        return batch_quality.TableRead(bucket, tenant, dataset, contract, table), states
+
+    def _planned(
+        self,
+        read: batch_quality.TableRead,
+        states: list[tuple[Row, str]],
+        batch_id: int,
+        counts: BatchCounts,
+        quarantine: list[Quarantined],
+    ) -> PlannedTable:
+        if read.rejected_keys:  # reject_file: the whole object is quarantined, its rows logged
+            for i, (row, state) in enumerate(states):
+                if state == ledger.LEDGER_LIVE and row["key"] in read.rejected_keys:
+                    states[i] = (row, ledger.LEDGER_QUARANTINED)
+                    quarantine.append(
+                        (row, "rejected_rows", batch_quality.quarantine_summary(read, row["key"]))
+                    )
+        assert read.checked is not None  # set by batch_quality.check
+        stats = counts.table(read.tenant, read.dataset)
+        stats["rows_quarantined"] = stats.get("rows_quarantined", 0) + read.bad_rows
+        counts.rows_quarantined += read.bad_rows
+        good_df, bad_df = split_verdicts(self._checked_df(read, batch_id))
+        names = (self.config.catalog.name, read.bucket, read.tenant, read.dataset)
+        rejected = None
+        if read.bad_rows:
+            rejected = TableChange(
+                table=silver_table_name(*names, QUARANTINE),
+                location=silver_location(self.config.lake.root, *names[1:], QUARANTINE),
+                contract=read.contract,
+                rows=bad_df.select(*_columns(read.contract, QUARANTINE)),
+                replace_keys=[],
+                row_count=read.bad_rows,
+                zone=QUARANTINE,
+            )
+        change = TableChange(
+            table=silver_table_name(*names),
+            location=silver_location(self.config.lake.root, *names[1:]),
+            contract=read.contract,
+            rows=good_df.select(*_columns(read.contract, SILVER)),
+            # Only objects the ledger knows as live can have rows to replace; others append.
+            replace_keys=[r["key"] for r, _ in states if r["_l_state"] == ledger.LEDGER_LIVE],
+            row_count=read.checked.num_rows - read.bad_rows,
+            quarantine=rejected,
+        )
+        return PlannedTable(change, states, read.tenant, read.dataset)
+
+    def _checked_df(self, read: batch_quality.TableRead, batch_id: int) -> DataFrame:
+        """The read rows with their verdicts as a Spark DataFrame (ingest time and batch id added)."""
+        quarantine = silver_columns(read.contract, QUARANTINE)
+        columns = [
+            (n, t) for n, t in quarantine if n not in ("_ingest_time", "_batch_id", FAILED_EXPECTATIONS)
+        ]
+        columns.insert(len(columns) - len(batch_quality.LINEAGE), (batch_quality.FAILED, "array<string>"))
+        assert read.checked is not None
+        arrow = read.checked.select([n for n, _ in columns])
+        frame = self.spark.createDataFrame(_pandas(arrow), schema=batch_quality.spark_schema(columns))
+        return frame.withColumn("_ingest_time", F.current_timestamp()).withColumn(
+            "_batch_id", F.lit(batch_id).cast("bigint")
+        )
+
+
+def _pandas(table: pa.Table) -> Any:
+    return table.to_pandas()
+
+
+def _columns(contract: DatasetContract, zone: str) -> list[str]:
+    return [f"`{name}`" for name, _ in silver_columns(contract, zone)]
+
+
+def _judge_read(
+    row: Row, outcome: ReadOutcome, counts: BatchCounts, quarantine: list[Quarantined]
+) -> list[tuple[Row, str]]:
+    if outcome.status == "superseded":
+        counts.add("stale", 1, tenant=row["tenant"], dataset=row["dataset"])
+        counts.superseded += 1
+        return []
+    if outcome.status == "quarantined":
+        quarantine.append((row, outcome.reason or "quarantined", outcome.detail))
+        return [(row, ledger.LEDGER_QUARANTINED)]
+    counts.rows_read += outcome.rows
+    return [(row, ledger.LEDGER_LIVE)]
+
+
+def _ref(row: Row) -> ObjectRef:
+    return ObjectRef(
+        bucket=row["bucket"],
+        key=row["key"],
+        tenant=row["tenant"],
+        dataset=row["dataset"],
+        version_id=row["version_id"],
+        etag=row["etag"],
+        sequencer=row["sequencer"],
+        event_time=row["event_time"],
+        size=row["size"],
+    )

@@ -1,0 +1,152 @@
+"""``silverline quality``: check expectation suites, and report what validation found."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from jobs.cliargs import add_command, add_config_arguments, config_from_args
+from jobs.config import ConfigError
+
+_DESCRIPTION = """\
+Data quality of the silver tables. Every micro-batch validates each dataset's rows
+with the dataset's great-expectations suite (conf/expectations/<suite>.json), the
+type conversion of every value and the primary key; rows that fail go to the
+tenant's quarantine table, counts go to the validation_results ops table.
+"""
+
+_REPORT_DESCRIPTION = """\
+Print, from the validation_results ops table: per tenant and dataset the rows
+checked, the rows that failed anything (quarantined) and the pass rate; then the
+expectations with the most failed rows, each with up to three example rows from
+the tenants' quarantine tables. Reads the Iceberg tables directly (pyiceberg, no
+Spark); needs a local (file://) lake and ops root.
+"""
+
+_REPORT_EPILOG = """\
+examples:
+  silverline quality report --config conf/local.yaml
+  silverline quality report --config conf/local.yaml --tenant acme --dataset orders --top 10
+
+exit codes: 0 report printed (or no results yet); 2 bad arguments or configuration.
+"""
+
+_CHECK_DESCRIPTION = """\
+Load every expectation suite the dataset contracts name (tenant overrides too) and
+check that it is valid great-expectations JSON naming only declared columns, as
+the streaming job does at startup.
+"""
+
+_CHECK_EPILOG = """\
+example:
+  silverline quality check --config conf/local.yaml
+
+exit codes: 0 every suite loads; 2 a suite or the configuration is invalid.
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``quality`` and its ``report`` and ``check`` subcommands.
+
+    Args:
+        subparsers: The top-level parser's subparsers action.
+    """
+    parser = add_command(
+        subparsers,
+        "quality",
+        summary="check expectation suites; report validation results",
+        description=_DESCRIPTION,
+    )
+    commands = parser.add_subparsers(dest="quality_command", metavar="COMMAND", required=True)
+    report = add_command(
+        commands,
+        "report",
+        summary="pass rates per tenant and dataset, top failing expectations with examples",
+        description=_REPORT_DESCRIPTION,
+        epilog=_REPORT_EPILOG,
+    )
+    add_config_arguments(report, queue_flags=False)
+    report.add_argument("--tenant", metavar="T", help="only this tenant")
+    report.add_argument("--dataset", metavar="D", help="only this dataset")
+    report.add_argument(
+        "--top", metavar="N", type=_count, default=5, help="failing expectations to show (default: 5)"
+    )
+    report.set_defaults(func=run_report)
+    check = add_command(
+        commands,
+        "check",
+        summary="validate the expectation suites",
+        description=_CHECK_DESCRIPTION,
+        epilog=_CHECK_EPILOG,
+    )
+    add_config_arguments(check, queue_flags=False)
+    check.set_defaults(func=run_check)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _local(uri: str, key: str) -> Path:
+    from jobs.simulate.cli import local_dir
+
+    path = local_dir(uri)
+    if path is None:
+        raise ConfigError(f"{key}: the quality report reads local tables (file://), got {uri}")
+    return path
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Entry of ``silverline quality report``.
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        The exit code.
+    """
+    from rich.console import Console
+
+    from jobs.quality.report import examples, read_results, render, tenant_summaries, top_failures
+    from jobs.quality.results import TABLE_NAME
+
+    config = config_from_args(args)
+    table_dir = _local(config.ops_root, "lake.ops_root") / "tables" / "ops" / TABLE_NAME
+    lake_dir = _local(config.lake.root, "lake.root")
+    console = Console()
+    results = read_results(table_dir, tenant=args.tenant, dataset=args.dataset)
+    if results is None or results.num_rows == 0:
+        scope = " ".join(f"{k} {v!r}" for k, v in (("tenant", args.tenant), ("dataset", args.dataset)) if v)
+        console.print(
+            f"No validation results yet{' for ' + scope if scope else ''} in {table_dir}", highlight=False
+        )
+        return 0
+    failures = top_failures(results, args.top)
+    found = {(f.dataset, f.expectation): examples(lake_dir, config.group.bucket, f) for f in failures}
+    render(console, tenant_summaries(results), failures, found)
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Entry of ``silverline quality check``.
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        The exit code (a ConfigError becomes 2 in the entry point).
+    """
+    from jobs.contracts import load_contracts
+    from jobs.quality.suites import check_suites, expectations_dir
+
+    config = config_from_args(args)
+    contracts = load_contracts(config.stream.datasets_file)
+    directory = expectations_dir(config.stream.datasets_file)
+    suites = check_suites(contracts, directory)
+    names = ", ".join(sorted(suites)) or "none"
+    print(f"{len(suites)} expectation suite(s) in {directory} load and fit their datasets: {names}")
+    return 0

@@ -1,0 +1,138 @@
+"""Snapshot properties of silverline's commits, through Iceberg's Java API (py4j).
+
+Every snapshot a micro-batch commits carries ``silverline.query-id`` and
+``silverline.batch-id`` in its summary. They are set with Iceberg's
+``CommitMetadata.withCommitProperties``, a *thread-local* on the JVM side
+(Iceberg 1.10 has no session conf for snapshot properties, and SQL ``MERGE``
+takes no write options). PySpark pins each Python thread to its own JVM thread
+and py4j runs the callback on that same pair, so concurrent commits of
+different tables never see each other's properties. A replayed micro-batch
+finds its own snapshot and is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+T = TypeVar("T")
+
+SNAPSHOT_QUERY_ID = "silverline.query-id"
+SNAPSHOT_BATCH_ID = "silverline.batch-id"
+SNAPSHOT_SEARCH_DEPTH = 50
+
+
+def jvm_of(spark: SparkSession) -> Any:
+    """The session's py4j JVM view (Iceberg's Java API is reached through it)."""
+    jvm = spark._jvm
+    if jvm is None:
+        raise RuntimeError("silver commits need a classic SparkSession with a JVM (not Spark Connect)")
+    return jvm
+
+
+@dataclass(frozen=True)
+class BatchSnapshot:
+    """A snapshot committed by one micro-batch."""
+
+    snapshot_id: int
+    added_records: int
+
+
+def find_batch_snapshot(
+    spark: SparkSession, table: str, *, batch_id: int, query_id: str, depth: int = SNAPSHOT_SEARCH_DEPTH
+) -> BatchSnapshot | None:
+    """The snapshot this batch committed, searched among the newest ``depth`` current ancestors.
+
+    Reads the table's metadata through Iceberg's Java API (no Spark job). Later
+    commits by maintenance or backfills may sit on top; ``depth`` bounds the walk.
+
+    Args:
+        spark: The session.
+        table: The table identifier.
+        batch_id: The micro-batch id.
+        query_id: The streaming query id.
+        depth: How many snapshots to look at, newest first.
+
+    Returns:
+        The snapshot, or None.
+    """
+    iceberg = jvm_of(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
+    iceberg.refresh()
+    snapshot = iceberg.currentSnapshot()
+    for _ in range(depth):
+        if snapshot is None:
+            return None
+        summary = snapshot.summary()
+        if summary.get(SNAPSHOT_QUERY_ID) == query_id and summary.get(SNAPSHOT_BATCH_ID) == str(batch_id):
+            return BatchSnapshot(int(snapshot.snapshotId()), int(summary.get("added-records") or 0))
+        parent = snapshot.parentId()
+        snapshot = iceberg.snapshot(parent) if parent is not None else None
+    return None
+
+
+class _JavaCallable:
+    """A ``java.util.concurrent.Callable`` implemented in Python (py4j callback).
+
+    Exceptions are kept on the Python side and re-raised by the caller, so the
+    original (Python) error type survives the round trip through the JVM.
+    """
+
+    def __init__(self, action: Callable[[], Any]) -> None:
+        self.action = action
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def call(self) -> None:
+        """Run the action (called from the JVM)."""
+        try:
+            self.result = self.action()
+        except BaseException as exc:  # re-raised in with_commit_properties
+            self.error = exc
+
+    class Java:
+        implements = ("java.util.concurrent.Callable",)
+
+
+def with_commit_properties(spark: SparkSession, properties: Mapping[str, str], action: Callable[[], T]) -> T:
+    """Run ``action`` so that Iceberg commits it makes on this thread carry ``properties``.
+
+    Args:
+        spark: The session (its py4j gateway reaches Iceberg's ``CommitMetadata``).
+        properties: Snapshot summary properties.
+        action: What to run, e.g. a ``spark.sql("MERGE ...")``.
+
+    Returns:
+        What ``action`` returned.
+    """
+    jvm = jvm_of(spark)
+    java_map = jvm.java.util.HashMap()
+    for key, value in properties.items():
+        java_map.put(key, value)
+    callable_ = _JavaCallable(action)
+    jvm.org.apache.iceberg.spark.CommitMetadata.withCommitProperties(
+        java_map, callable_, jvm.java.lang.Class.forName("java.lang.RuntimeException")
+    )
+    if callable_.error is not None:
+        raise callable_.error
+    result: T = callable_.result
+    return result
+
+
+def current_snapshot_id(spark: SparkSession, table: str) -> int | None:
+    """The id of a table's current snapshot, read through Iceberg's Java API (no Spark job).
+
+    Args:
+        spark: The session.
+        table: The table identifier.
+
+    Returns:
+        The snapshot id, or None for a table without snapshots.
+    """
+    iceberg = jvm_of(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
+    iceberg.refresh()
+    snapshot = iceberg.currentSnapshot()
+    return None if snapshot is None else int(snapshot.snapshotId())
