@@ -150,9 +150,12 @@ def main() -> int:
         "all_batches_balanced": all(json.loads(r["details"])["balanced"] for r in rows),
         "phase_seconds": {
             k: round(sum(json.loads(r["details"])["phase_seconds"].get(k, 0) for r in rows), 1)
-            for k in ("parse", "judge", "read", "commit", "ledger")
+            for k in ("parse", "judge", "read", "validate", "commit", "ledger")
         },
     }
+    result["validation_share_of_batch_time"] = (
+        round(result["phase_seconds"]["validate"] / batch_seconds, 3) if batch_seconds else None
+    )
     print(json.dumps(result, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

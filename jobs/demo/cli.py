@@ -121,6 +121,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, spec: Any, lake: Path, console: DemoConsole) -> int:
     import boto3
 
+    from jobs.bridge.bridge import SqsBridge
     from jobs.ingest import run_ingest
     from jobs.localaws import local_aws
     from jobs.simulate import create_group, publish, run, run_s3_api, verify
@@ -138,8 +139,15 @@ def _run(args: argparse.Namespace, spec: Any, lake: Path, console: DemoConsole) 
             sent = truth.injected.messages
         else:
             bodies, truth = run(spec, lake)
-            with console.progress("publishing notifications", len(bodies)) as advance:
-                publish(sqs, queues.queue_url, bodies, lambda done, _total: advance(done))
+            # The bridge lands messages while they are published, as in production. It also
+            # keeps moto's queue shallow: moto's receive and delete scan the whole queue.
+            bridge = SqsBridge(config)
+            bridge.start()
+            try:
+                with console.progress("publishing notifications", len(bodies)) as advance:
+                    publish(sqs, queues.queue_url, bodies, lambda done, _total: advance(done))
+            finally:
+                bridge.stop()
             sent = len(bodies)
         truth_path = truth.save(lake / "_simulate" / "truth.json")
         with console.progress("ingesting (bridge + stream)", truth.injected.records) as advance:

@@ -108,7 +108,7 @@ class DemoConsole:
         where = f" (locations under {self.lake})" if self.lake else ""
         table = Table(title=f"silver tables{where}", title_justify="left")
         headers = ("tenant", "dataset", "objects", "rows", "files read", "duplicates", "stale", "deleted",
-                   "quarantined", "snapshots", "check", "location")  # fmt: skip
+                   "quarantined", "bad rows", "snapshots", "check", "location")  # fmt: skip
         texts = ("tenant", "dataset", "location")
         for header in headers:
             table.add_column(header, justify="left" if header in texts else "right")
@@ -125,6 +125,7 @@ class DemoConsole:
                 str(outcomes.get("stale", 0)),
                 str(act.deleted if act else 0),
                 str(outcomes.get("quarantined", 0)),
+                str(result.quarantined_rows),
                 str(result.snapshots),
                 "[green]ok[/green]" if result.ok else "[red]MISMATCH[/red]",
                 self._relative(result.location),
