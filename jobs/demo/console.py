@@ -47,7 +47,8 @@ class DemoConsole:
         how = "through moto's S3 API" if mode == "s3-api" else "into the local lake"
         self.out.print(
             f"[bold]silverline demo[/bold]: {spec.tenants} tenants, {spec.objects} uploads {how}, "
-            f"bucket {spec.bucket} (seed {spec.seed})\n  lake {lake}\n  local AWS APIs (moto) at {endpoint}"
+            f"bucket {spec.bucket} (seed {spec.seed})\n  lake {escape(str(lake))}\n"
+            f"  local AWS APIs (moto) at {endpoint}"
         )
 
     def batch(self, counts: Any) -> None:
@@ -105,7 +106,7 @@ class DemoConsole:
     def _table(
         self, verification: Verification, activity: dict[tuple[str, str], TableActivity], truth: GroundTruth
     ) -> Table:
-        where = f" (locations under {self.lake})" if self.lake else ""
+        where = f" (locations under {escape(str(self.lake))})" if self.lake else ""
         table = Table(title=f"silver tables{where}", title_justify="left")
         headers = ("tenant", "dataset", "objects", "rows", "files read", "duplicates", "stale", "deleted",
                    "quarantined", "bad rows", "snapshots", "check", "location")  # fmt: skip
