@@ -190,15 +190,26 @@ def test_poison_is_counted_and_the_job_keeps_going(setup: dict[str, Any]) -> Non
     rows = metrics(setup["lake_dir"])
     assert_conserved(setup["lake_dir"])
     totals = {k: sum(r[k] for r in rows) for k in ("applied", "quarantined", "rejected", "test")}
-    assert totals == {"applied": 1, "quarantined": 3, "rejected": 3, "test": 1}
+    # broken.csv is read: its one row has an order_id that is no number, so that row (not the
+    # file) is quarantined, in the tenant's quarantine table, with its original text.
+    assert totals == {"applied": 2, "quarantined": 2, "rejected": 3, "test": 1}
     quarantine = kit.read_table(kit.ops_dir(setup["lake_dir"], "quarantine"))
     assert quarantine is not None
     reasons = sorted((r["key"], r["reason"]) for r in quarantine.to_pylist())
     assert reasons == [
-        ("acme/raw/orders/broken.csv", "unparseable"),
         ("acme/raw/orders/headless.csv", "wrong_header"),
         ("acme/raw/payroll/x.csv", "unknown_dataset"),
     ]
+    bad_rows = kit.read_table(setup["lake_dir"] / "demo-lake" / "acme" / "quarantine" / "orders")
+    assert bad_rows is not None
+    [bad] = bad_rows.to_pylist()
+    assert (bad["_source_key"], bad["_row_number"], bad["order_id"]) == (
+        "acme/raw/orders/broken.csv",
+        1,
+        None,
+    )
+    assert "conversion(order_id)" in bad["_failed_expectations"]
+    assert "not-a-number" in bad["_raw"]
     rejected = kit.read_table(kit.ops_dir(setup["lake_dir"], "rejected"))
     assert rejected is not None
     assert sorted(r["reason"] for r in rejected.to_pylist()) == [
@@ -287,9 +298,13 @@ def test_one_failing_tenant_table_does_not_block_the_others_and_is_parked(
 ) -> None:
     """R10: badco's table rejects the commit; acme lands; badco's event is retried, then parked."""
     bucket, group = "r10-lake", "e2e"
-    spark.sql(
-        f"""CREATE TABLE silverline.`{bucket}`.badco.silver.orders (order_id INT, note STRING)
-            USING iceberg"""  # incompatible with the orders contract: every MERGE into it fails
+    from jobs.contracts import load_contracts
+    from jobs.silver import silver_ddl
+
+    orders = load_contracts(kit.PROJECT / "conf" / "datasets.yaml")["orders"]
+    spark.sql(  # the contract's schema, but no data file can be written: every commit fails
+        f"""CREATE TABLE silverline.`{bucket}`.badco.silver.orders ({silver_ddl(orders)}) USING iceberg
+            TBLPROPERTIES ('write.parquet.compression-codec'='no-such-codec')"""
     )
     lake = Lake(spark_lake, bucket=bucket, seed=31)
     lake.put("acme", "orders", "a.csv", rows=3)
@@ -325,7 +340,8 @@ def test_one_failing_tenant_table_does_not_block_the_others_and_is_parked(
     assert sorted(d["batch_id"] for d in lines) == sorted(r["batch_id"] for r in rows)
     [first_batch] = [d for d in lines if d["batch_id"] >= 0 and d["records_in"]]
     assert first_batch["tables"]["acme/orders"] == {
-        "files": 1, "rows_read": 3, "rows_written": 3, "status": "committed", "applied": 1
+        "files": 1, "rows_read": 3, "rows_written": 3, "rows_quarantined": 0, "status": "committed",
+        "applied": 1,
     }  # fmt: skip
     assert first_batch["tables"]["badco/orders"]["status"] == "failed"
     assert first_batch["balanced"] is True
