@@ -147,3 +147,21 @@ def bronze_message_ids(lake: Path, group: str = "e2e") -> list[str]:
             json.loads(line)["message_id"] for line in path.read_text(encoding="utf-8").splitlines() if line
         ]
     return ids
+
+
+def assert_balanced(rows: list[dict[str, Any]]) -> None:
+    """R7 per batch: the outcomes (listed here by hand, independently of the job) add up."""
+    outcomes = (
+        "applied",
+        "duplicate",
+        "stale",
+        "ignored",
+        "test",
+        "parked",
+        "quarantined",
+        "rejected",
+        "deferred",
+    )
+    for row in rows:
+        total = sum(row[o] for o in outcomes)
+        assert total == row["records_in"] + row["retried_in"], row

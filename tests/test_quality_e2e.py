@@ -73,19 +73,7 @@ def test_bad_rows_and_files_are_quarantined_good_data_lands_and_conservation_hol
     assert +failed_by_tenant == +expected
     # Conservation (R7) over every batch.
     rows = kit.read_table(kit.ops_dir(lake, "batch_metrics")).to_pylist()  # type: ignore[union-attr]
-    outcomes = (
-        "applied",
-        "duplicate",
-        "stale",
-        "ignored",
-        "test",
-        "parked",
-        "quarantined",
-        "rejected",
-        "deferred",
-    )
-    for row in rows:
-        assert sum(row[o] for o in outcomes) == row["records_in"] + row["retried_in"], row
+    kit.assert_balanced(rows)
     assert sum(r["quarantined"] for r in rows) == len(truth.quarantined)
 
 

@@ -41,23 +41,6 @@ def metrics(lake_dir: Path) -> list[dict[str, Any]]:
     return [] if table is None else table.to_pylist()
 
 
-def assert_balanced(rows: list[dict[str, Any]]) -> None:
-    outcomes = (
-        "applied",
-        "duplicate",
-        "stale",
-        "ignored",
-        "test",
-        "parked",
-        "quarantined",
-        "rejected",
-        "deferred",
-    )
-    for row in rows:
-        total = sum(row[o] for o in outcomes)
-        assert total == row["records_in"] + row["retried_in"], row
-
-
 def bronze_record_count(lake_dir: Path) -> int:
     """Records in every landed message, parsed by the plain-Python parser (not by the job)."""
     from jobs.events import parse_message
@@ -74,7 +57,7 @@ def bronze_record_count(lake_dir: Path) -> int:
 def assert_conserved(lake_dir: Path) -> None:
     """R7 across the whole run: every landed record reached an outcome or the stream's dedupe."""
     rows = metrics(lake_dir)
-    assert_balanced(rows)
+    kit.assert_balanced(rows)
     progress = kit.read_table(kit.ops_dir(lake_dir, "stream_progress"))
     assert progress is not None
     dropped = sum(r["duplicates_dropped"] + r["late_dropped"] for r in progress.to_pylist())
@@ -326,7 +309,7 @@ def test_one_failing_tenant_table_does_not_block_the_others_and_is_parked(
 
     ops = spark_lake / "_ops" / group / "tables" / "ops"
     rows = [r for r in kit.read_table(ops / "batch_metrics").to_pylist()]  # type: ignore[union-attr]
-    assert_balanced(rows)
+    kit.assert_balanced(rows)
     assert sum(r["deferred"] for r in rows) == 2
     assert sum(r["retried_in"] for r in rows) == 2
     assert sum(r["parked"] for r in rows) == 1

@@ -15,7 +15,7 @@ from jobs.cliargs import add_command, add_config_arguments, config_from_args
 from jobs.config import SilverlineConfig
 from jobs.demo.console import DemoConsole
 from jobs.demo.report import Conservation, bronze_bodies, conservation, read_batches, table_activity
-from jobs.simulate.cli import add_spec_arguments, spec_values
+from jobs.simulate.cli import add_spec_arguments, required_local_dir, spec_values
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +163,9 @@ def _run(args: argparse.Namespace, spec: Any, lake: Path, console: DemoConsole) 
             console.error("the streaming job failed; see the log above")
             return 1
         result = verify(lake, truth)
-        check = _conservation(config, sqs, queues, sent)
-    batches = read_batches(_local(config.ops_root) / "metrics" / "batches")
+        ops = required_local_dir(config.ops_root, "lake.ops_root (for the demo)")
+        batches = read_batches(ops / "metrics" / "batches")
+        check = _conservation(ops, sqs, queues, sent, batches)
     console.summary(result, table_activity(batches), check, truth, config, time.monotonic() - started)
     kept = args.keep or args.lake_root is not None
     console.snippet(result, truth, config, args.config or "conf/local.yaml", kept)
@@ -185,23 +186,13 @@ def _demo_config(args: argparse.Namespace, lake: Path, endpoint: str, queue_url:
     )
 
 
-def _local(uri: str) -> Path:
-    from jobs.simulate.cli import local_dir
-
-    path = local_dir(uri)
-    if path is None:
-        raise ValueError(f"the demo needs a local ops root, got {uri}")
-    return path
-
-
-def _conservation(config: SilverlineConfig, sqs: Any, queues: Any, sent: int) -> Conservation:
-    ops = _local(config.ops_root)
+def _conservation(ops: Path, sqs: Any, queues: Any, sent: int, batches: list[dict[str, Any]]) -> Conservation:
     return conservation(
         sent=sent,
         bronze=bronze_bodies(ops / "bronze"),
         queue_left=_queue_depth(sqs, queues.queue_url),
         dlq=_queue_depth(sqs, queues.dlq_url),
-        batches=read_batches(ops / "metrics" / "batches"),
+        batches=batches,
         dedupe_dropped=_dedupe_dropped(ops / "tables" / "ops" / "stream_progress"),
     )
 
@@ -213,12 +204,7 @@ def _queue_depth(sqs: Any, url: str) -> int:
 
 
 def _dedupe_dropped(table_dir: Path) -> int:
-    from pyiceberg.table import StaticTable
+    from jobs.quality.report import read_table
 
-    from jobs.simulate.verify import latest_metadata
-
-    metadata = latest_metadata(table_dir)
-    if metadata is None:
-        return 0
-    rows = StaticTable.from_metadata(str(metadata)).scan().to_arrow().to_pylist()
-    return sum(int(r["duplicates_dropped"] or 0) for r in rows)
+    rows = read_table(table_dir, ["duplicates_dropped"])
+    return 0 if rows is None else sum(int(n or 0) for n in rows["duplicates_dropped"].to_pylist())

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from jobs.cliargs import add_command, add_config_arguments, config_from_args
-from jobs.config import ConfigError
+from jobs.simulate.cli import required_local_dir
 
 _DESCRIPTION = """\
 Data quality of the silver tables. Every micro-batch validates each dataset's rows
@@ -91,15 +90,6 @@ def _count(text: str) -> int:
     return value
 
 
-def _local(uri: str, key: str) -> Path:
-    from jobs.simulate.cli import local_dir
-
-    path = local_dir(uri)
-    if path is None:
-        raise ConfigError(f"{key}: the quality report reads local tables (file://), got {uri}")
-    return path
-
-
 def run_report(args: argparse.Namespace) -> int:
     """Entry of ``silverline quality report``.
 
@@ -115,8 +105,9 @@ def run_report(args: argparse.Namespace) -> int:
     from jobs.quality.results import TABLE_NAME
 
     config = config_from_args(args)
-    table_dir = _local(config.ops_root, "lake.ops_root") / "tables" / "ops" / TABLE_NAME
-    lake_dir = _local(config.lake.root, "lake.root")
+    table_dir = required_local_dir(config.ops_root, "lake.ops_root (for the quality report)")
+    table_dir = table_dir / "tables" / "ops" / TABLE_NAME
+    lake_dir = required_local_dir(config.lake.root, "lake.root (for the quality report)")
     console = Console()
     results = read_results(table_dir, tenant=args.tenant, dataset=args.dataset)
     if results is None or results.num_rows == 0:

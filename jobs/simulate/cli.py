@@ -16,7 +16,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobs.cliargs import add_command, add_config_arguments, config_from_args
-from jobs.config import SilverlineConfig
+from jobs.config import ConfigError, SilverlineConfig
 from jobs.simulate.s3api import run_s3_api
 from jobs.simulate.simulator import run
 from jobs.simulate.spec import SimulationSpec
@@ -123,6 +123,14 @@ def spec_from_args(args: argparse.Namespace, config: SilverlineConfig) -> Simula
 def local_dir(uri: str) -> Path | None:
     """The directory of a ``file:`` URI, None for any other scheme."""
     return Path(url2pathname(urlsplit(uri).path)) if uri.startswith("file:") else None
+
+
+def required_local_dir(uri: str, what: str) -> Path:
+    """The directory of a ``file:`` URI; a :class:`ConfigError` naming ``what`` for any other scheme."""
+    path = local_dir(uri)
+    if path is None:
+        raise ConfigError(f"{what} must be a local directory (file://), got {uri}")
+    return path
 
 
 def run_simulate(args: argparse.Namespace) -> int:
