@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -130,6 +132,11 @@ class StreamConfig(_Section):
     retry_interval_seconds: float = Field(
         default=30.0, gt=0, description="Failed tenant commits are retried this often when idle"
     )
+    max_files_per_tenant: int | None = Field(
+        default=None,
+        ge=1,
+        description="Objects one tenant may have applied per micro-batch; the rest wait for later batches",
+    )
 
     @field_validator("trigger")
     @classmethod
@@ -142,6 +149,41 @@ class StreamConfig(_Section):
     @classmethod
     def _uri(cls, value: str | None) -> str | None:
         return None if value is None else _to_uri(value)
+
+
+class RegistryConfig(_Section):
+    """The tenant registry: which tenants exist and whether their events are processed."""
+
+    backend: Literal["none", "local", "dynamodb"] = Field(
+        default="none", description="none: every tenant prefix is active; local: a JSON file; dynamodb"
+    )
+    path: str | None = Field(
+        default=None, description="local: the registry file; default <root>_registry/registry.json"
+    )
+    groups_table: str = "TenantGroups"
+    tenants_table: str = "Tenants"
+    endpoint_url: str | None = Field(default=None, description="Overrides aws.endpoint_url for DynamoDB")
+    refresh_seconds: float = Field(
+        default=30.0, gt=0, description="The stream re-reads the registry this often"
+    )
+
+
+class NotifyConfig(_Section):
+    """Downstream "table updated" notifications, at most one per tenant table per window."""
+
+    target: Literal["none", "sqs", "sns"] = "none"
+    queue_url: str | None = None
+    topic_arn: str | None = None
+    window_seconds: float = Field(default=60.0, ge=0)
+    endpoint_url: str | None = Field(default=None, description="Overrides aws.endpoint_url for SQS/SNS")
+
+    @model_validator(mode="after")
+    def _target_needs_address(self) -> NotifyConfig:
+        if self.target == "sqs" and not self.queue_url:
+            raise ValueError("notify.queue_url is required when notify.target is sqs")
+        if self.target == "sns" and not self.topic_arn:
+            raise ValueError("notify.topic_arn is required when notify.target is sns")
+        return self
 
 
 class CatalogConfig(_Section):
@@ -195,6 +237,8 @@ class SilverlineConfig(_Section):
     stream: StreamConfig = Field(default_factory=StreamConfig)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
     @model_validator(mode="after")
     def _mode_rules(self) -> SilverlineConfig:
@@ -246,6 +290,15 @@ class SilverlineConfig(_Section):
     def sqs_endpoint_url(self) -> str | None:
         """The SQS endpoint: ``sqs.endpoint_url``, else ``aws.endpoint_url``."""
         return self.sqs.endpoint_url or self.aws.endpoint_url
+
+    @property
+    def registry_path(self) -> Path:
+        """The local registry file (``registry.path``, else ``<lake root>_registry/registry.json``)."""
+        if self.registry.path:
+            return Path(self.registry.path).expanduser().resolve()
+        if not self.lake.root.startswith("file:"):
+            raise ConfigError("registry.path: needed for a local registry when lake.root is not a local path")
+        return Path(url2pathname(urlparse(self.lake.root).path)) / "_registry" / "registry.json"
 
     @property
     def warehouse(self) -> str:
