@@ -163,6 +163,9 @@ class RegistryConfig(_Section):
     groups_table: str = "TenantGroups"
     tenants_table: str = "Tenants"
     endpoint_url: str | None = Field(default=None, description="Overrides aws.endpoint_url for DynamoDB")
+    upload_role_arn: str | None = Field(
+        default=None, description="IAM role `tenants credentials` assumes, scoped down to <tenant>/raw/*"
+    )
     refresh_seconds: float = Field(
         default=30.0, gt=0, description="The stream re-reads the registry this often"
     )
