@@ -22,6 +22,7 @@ OUTCOMES = (
     "quarantined",
     "rejected",
     "deferred",
+    "dropped",
 )
 
 
@@ -30,8 +31,9 @@ class BatchCounts:
     """Counts and timings of one micro-batch.
 
     ``records_in + retried_in`` equals the sum of the outcomes: ``deferred``
-    counts events whose tenant table failed to commit and that will be retried
-    in a later batch (they come back as ``retried_in``).
+    counts events whose tenant table failed to commit, or that were over their
+    tenant's cap, and that will be retried in a later batch (they come back as
+    ``retried_in``, as do held events released when their tenant becomes active).
     """
 
     batch_id: int
@@ -49,6 +51,7 @@ class BatchCounts:
     quarantined: int = 0
     rejected: int = 0
     deferred: int = 0
+    dropped: int = 0  # events of offboarded tenants
     superseded: int = 0  # part of `stale`: the object changed or vanished before it was read (R9)
     tables_committed: int = 0
     tables_failed: int = 0
@@ -62,6 +65,9 @@ class BatchCounts:
     # Per tenant table ("<tenant>/<dataset>"): files, rows_read, rows_written, status.
     tables: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     freshness_samples: list[float] = dataclasses.field(default_factory=list, repr=False)
+    # Per tenant: seconds from the oldest event applied, held back or deferred in this batch
+    # to the batch's end (how far behind the tenant is).
+    tenant_lag_s: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def add(self, outcome: str, n: int, *, tenant: str | None = None, dataset: str | None = None) -> None:
         """Add ``n`` records to an outcome (and to the tenant table's counts when named)."""
@@ -77,6 +83,11 @@ class BatchCounts:
         return self.tables.setdefault(
             f"{tenant}/{dataset}", {"files": 0, "rows_read": 0, "rows_written": 0, "status": "planned"}
         )
+
+    def note_lag(self, tenant: str, event_time: datetime, now: datetime) -> None:
+        """Keep the tenant's largest event-time-to-now delay in ``tenant_lag_s``."""
+        lag = round((now - event_time).total_seconds(), 3)
+        self.tenant_lag_s[tenant] = max(lag, self.tenant_lag_s.get(tenant, lag))
 
     @property
     def tenants(self) -> int:
@@ -136,12 +147,13 @@ class BatchCounts:
             "phase_seconds": self.phase_seconds,
             "balanced": self.balanced,
             "tables": self.tables,
+            "tenant_lag_s": self.tenant_lag_s,
         }
         return (
             self.batch_id, self.query_id, self.started_at, self.finished_at, self.records_in, self.retried_in,
             self.applied, self.duplicate, self.stale, self.ignored, self.test, self.parked, self.quarantined,
             self.rejected, self.deferred, self.tables_committed, self.tables_failed, self.files_read,
-            self.rows_written, self.freshness_p50_s, self.freshness_p95_s, json.dumps(details),
+            self.rows_written, self.freshness_p50_s, self.freshness_p95_s, json.dumps(details), self.dropped,
         )  # fmt: skip
 
 

@@ -21,12 +21,14 @@ from jobs.accounting import BatchCounts, freshness_percentiles
 from jobs.batch_plan import PlannedTable, Planner
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
+from jobs.notify import TableUpdate, TableUpdateNotifier
 from jobs.ops import MetricsSink, ops_table
 from jobs.ops_writer import EVENT_FIELDS, OpsWriter
 from jobs.quality.suites import expectations_dir
 from jobs.reader import ObjectReader
 from jobs.silver import CommitResult, commit_changes
 from jobs.snapshots import current_snapshot_id
+from jobs.tenant_gate import RELEASABLE, TENANT_OFFBOARDED, Admission, TenantGate, admit
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
@@ -46,6 +48,8 @@ class BatchWriter:
         query_id: str = "unknown",
         metrics_sink: MetricsSink | None = None,
         on_batch: Callable[[BatchCounts], None] | None = None,
+        gate: TenantGate | None = None,
+        notifier: TableUpdateNotifier | None = None,
     ) -> None:
         self.spark = spark
         self.config = config
@@ -57,6 +61,9 @@ class BatchWriter:
         self._lock = threading.Lock()  # stream batches and retry passes never overlap
         suites = expectations_dir(config.stream.datasets_file)
         self.planner = Planner(spark, config, self.contracts, reader, suites)
+        self.gate = gate or TenantGate(None, config.group.name)
+        self.notifier = notifier  # downstream "table updated" messages (None: not configured)
+        self._nothing_held_at: tuple[int | None, int] | None = None  # (held snapshot, gate version)
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (the ``foreachBatch`` contract)."""
@@ -87,6 +94,8 @@ class BatchWriter:
         """
         with self._lock:
             snapshot_id = current_snapshot_id(self.spark, ops_table(self.config, "retry"))
+            if snapshot_id is None and not self.gate.open:  # held events may wait for their tenant
+                snapshot_id = current_snapshot_id(self.spark, ops_table(self.config, "held"))
             if snapshot_id is None:
                 return None
             started = datetime.now(UTC)
@@ -104,6 +113,9 @@ class BatchWriter:
         counts = BatchCounts(batch_id=batch_id, query_id=self.query_id, started_at=started)
         with counts.phase("parse"):
             retry = self.spark.table(ops_table(self.config, "retry")).select(*EVENT_FIELDS, "attempts")
+            released = self._released_tenants()
+            if released:
+                retry = retry.unionByName(self.ops.held_events(released, RELEASABLE))
             counts.retried_in = retry.count()
             events = self._records(batch_df, batch_id, counts) if batch_df is not None else None
         if counts.records_in == 0 and counts.retried_in == 0:
@@ -111,11 +123,29 @@ class BatchWriter:
         all_events = (retry if events is None else events.unionByName(retry)).persist()
         try:
             self._apply_events(all_events, batch_id, counts)
+            if released:  # their events went through this batch's ledger: no longer held
+                self.ops.release_held(released, RELEASABLE)
         finally:
             all_events.unpersist()
         counts.finished_at = datetime.now(UTC)
         self.ops.write_metrics(counts)
         return counts
+
+    def _released_tenants(self) -> list[str]:
+        """Active tenants with held events: those events re-enter in this batch."""
+        if self.gate.open:
+            return []
+        self.gate.refresh()
+        held = ops_table(self.config, "held")
+        state = (current_snapshot_id(self.spark, held), self.gate.version)
+        if state[0] is None or state == self._nothing_held_at or not self.gate.active():
+            return []
+        rows = self.ops.held_events(self.gate.active(), RELEASABLE).select("tenant").distinct().collect()
+        tenants = sorted(r["tenant"] for r in rows)
+        self._nothing_held_at = None if tenants else state
+        if tenants:
+            log.info("releasing held events of %d tenants now active: %s", len(tenants), ", ".join(tenants))
+        return tenants
 
     def _records(self, batch_df: DataFrame, batch_id: int, counts: BatchCounts) -> DataFrame:
         """Count the batch's records by parse outcome; keep the rejected; return the events."""
@@ -137,15 +167,16 @@ class BatchWriter:
         with counts.phase("judge"):
             ledger_df = self.spark.table(ops_table(self.config, "ledger"))
             judged = ledger.judge_events(events, ledger_df).collect()
-        to_apply: list[Row] = []
-        unknown: list[Row] = []
+        winners: list[Row] = []
         for row in judged:
             if row["verdict"] != ledger.APPLY:
                 counts.add(row["verdict"], 1, tenant=row["tenant"], dataset=row["dataset"])
-            elif row["dataset"] in self.contracts:
-                to_apply.append(row)
             else:
-                unknown.append(row)
+                winners.append(row)
+        admission = admit(winners, self.gate, self.config.stream.max_files_per_tenant)
+        self._count_admission(admission, counts)
+        to_apply = [r for r in admission.apply if r["dataset"] in self.contracts]
+        unknown = [r for r in admission.apply if r["dataset"] not in self.contracts]
         quarantine: list[tuple[Row, str, str | None]] = [(r, "unknown_dataset", None) for r in unknown]
         plan, verdicts = self.planner.plan(to_apply, batch_id, counts, quarantine)
         with counts.phase("commit"):
@@ -158,7 +189,10 @@ class BatchWriter:
             )
         with counts.phase("ledger"):
             no_table = [(r, ledger.LEDGER_QUARANTINED) for r in unknown]
-            self._after_commits(plan, results, no_table, batch_id, counts)
+            self._after_commits(plan, results, no_table, batch_id, counts, admission.deferred)
+            self.ops.write_held(
+                [*admission.held, *((r, TENANT_OFFBOARDED) for r in admission.dropped)], batch_id
+            )
             self.ops.write_quarantine(quarantine, batch_id)
             self.ops.write_validation(verdicts, batch_id=batch_id, query_id=self.query_id)
 
@@ -169,9 +203,11 @@ class BatchWriter:
         no_table: list[tuple[Row, str]],
         batch_id: int,
         counts: BatchCounts,
+        waiting: Sequence[Row],
     ) -> None:
         done: list[tuple[Row, str]] = list(no_table)
         failed: list[tuple[Row, str]] = []
+        updates: list[TableUpdate] = []
         for result in results:
             planned = plan[result.table]
             states = planned.states
@@ -185,6 +221,8 @@ class BatchWriter:
             counts.tables_committed += result.status == "committed"
             counts.rows_written += result.rows_written
             done.extend(states)
+            if result.status == "committed":
+                updates.append(_table_update(planned, result, batch_id))
         now = datetime.now(UTC)
         for row, state in done:
             where = {"tenant": row["tenant"], "dataset": row["dataset"]}
@@ -201,8 +239,44 @@ class BatchWriter:
             all_new = all(row["_l_event_id"] is None for row, _ in done)
             ledger_table = ops_table(self.config, "ledger")
             ledger.update_ledger(self.spark, ledger_table, self.ops.ledger_df(rows), all_new=all_new)
-        self.ops.rewrite_retry(failed, batch_id, counts)
+        self.ops.rewrite_retry(failed, batch_id, counts, waiting)
+        if self.notifier is not None and updates:  # after the ledger: announce only durable state
+            self.notifier.record(updates)
+        for row, _ in [*done, *failed]:
+            counts.note_lag(row["tenant"], row["event_time"].replace(tzinfo=UTC), now)
         counts.freshness_p50_s, counts.freshness_p95_s = freshness_percentiles(counts.freshness_samples)
+
+    def _count_admission(self, admission: Admission, counts: BatchCounts) -> None:
+        """Count held, dropped and deferred events; note how far behind those tenants are."""
+        now = datetime.now(UTC)
+        for row, _ in admission.held:
+            counts.add("parked", 1)
+            counts.note_lag(row["tenant"], row["event_time"].replace(tzinfo=UTC), now)
+        for row in admission.deferred:
+            counts.add("deferred", 1, tenant=row["tenant"], dataset=row["dataset"])
+            counts.note_lag(row["tenant"], row["event_time"].replace(tzinfo=UTC), now)
+        counts.add("dropped", len(admission.dropped))
+        if admission.held or admission.dropped:
+            log.info(
+                "held %d events of inactive tenants, dropped %d of offboarded tenants",
+                len(admission.held),
+                len(admission.dropped),
+            )
+
+
+def _table_update(planned: PlannedTable, result: CommitResult, batch_id: int) -> TableUpdate:
+    return TableUpdate(
+        table=result.table,
+        tenant=planned.tenant,
+        dataset=planned.dataset,
+        zone=planned.change.zone,
+        snapshot_id=result.snapshot_id,
+        rows_written=result.rows_written,
+        rows_deleted=None,  # replaced rows are not counted by the commit
+        source_objects=len(planned.states),
+        batch_id=batch_id,
+        committed_at=datetime.now(UTC),
+    )
 
 
 def _ledger_row(row: Row, state: str, batch_id: int, now: datetime) -> tuple[Any, ...]:

@@ -16,6 +16,7 @@ from jobs.events import cli as events_cli
 from jobs.logs import configure_logging
 from jobs.quality import cli as quality_cli
 from jobs.simulate import cli as simulate_cli
+from jobs.tenants import cli as tenants_cli
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_cli.add_parser(subparsers)
     demo_cli.add_parser(subparsers)
     quality_cli.add_parser(subparsers)
+    tenants_cli.add_parser(subparsers)
     return parser
 
 

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from jobs.cliargs import add_command, add_config_arguments, config_from_args
-from jobs.config import SilverlineConfig
+from jobs.config import ConfigError, SilverlineConfig
 from jobs.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ def run_ingest(
     from jobs.bridge.retry import BridgeError
     from jobs.contracts import load_contracts
     from jobs.evolution import evolve_tables
+    from jobs.notify import notifier_for
     from jobs.ops import MetricsSink, ensure_ops_tables, ops_table
     from jobs.quality.results import results_uri
     from jobs.quality.suites import check_suites, expectations_dir
@@ -139,8 +140,18 @@ def run_ingest(
     reader = ObjectReader(
         config.objects_root, s3_client=_s3_client(config), max_workers=config.stream.read_threads
     )
+    gate = _tenant_gate(config)
+    if gate is None:
+        return 1
     writer = BatchWriter(
-        spark, config, contracts, reader, metrics_sink=MetricsSink.for_config(config), on_batch=on_batch
+        spark,
+        config,
+        contracts,
+        reader,
+        metrics_sink=MetricsSink.for_config(config),
+        on_batch=on_batch,
+        gate=gate,
+        notifier=notifier_for(config),
     )
     writer.ops.results_store = open_store(results_uri(config), config)
     available_now = config.stream.trigger == "available-now"
@@ -159,6 +170,8 @@ def run_ingest(
                 bridge.stop()
             if available_now and query.exception() is None:
                 retries.drain(str(query.id), config.stream.max_attempts, stop)
+            if writer.notifier is not None:
+                writer.notifier.flush()  # what waits for its window is sent before the job ends
         except BridgeError as exc:
             log.error("bridge gave up: %s", exc)
             return 1
@@ -170,6 +183,21 @@ def run_ingest(
         return 1
     log.info("ingest finished")
     return 0
+
+
+def _tenant_gate(config: SilverlineConfig) -> Any:
+    """The stream's view of the tenant registry, read once at startup (None: unreadable, logged)."""
+    from jobs.tenant_gate import TenantGate
+    from jobs.tenants.registry import open_registry
+
+    try:
+        registry = open_registry(config)
+        return TenantGate(registry, config.group.name, config.registry.refresh_seconds)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        log.error("cannot read the tenant registry (%s backend): %s", config.registry.backend, exc)
+        return None
 
 
 class RetryScheduler:
@@ -193,16 +221,28 @@ class RetryScheduler:
         self._last = time.monotonic()
         self._writer.retry_pass(str(query.id))
 
-    def drain(self, query_id: str, max_attempts: int, stop: threading.Event) -> None:
-        """After an available-now run: retry until every failed event is applied or parked.
+    def tick_notifications(self) -> None:
+        """Send the downstream notifications whose window has passed (no-op when not configured)."""
+        notifier = getattr(self._writer, "notifier", None)
+        if notifier is not None:
+            notifier.tick()
 
-        Each pass adds one attempt, so at most ``max_attempts`` passes run; the
-        pause between them doubles from 1 s up to the retry interval.
+    def drain(self, query_id: str, max_attempts: int, stop: threading.Event) -> None:
+        """After an available-now run: pass until every waiting event is applied, held or parked.
+
+        Events over their tenant's cap, and held events of tenants now active,
+        go through at once, pass after pass. A pass with failed commits adds an
+        attempt to their events, so at most ``max_attempts`` such passes run;
+        the pause after each doubles from 1 s up to the retry interval.
         """
-        for attempt in range(max_attempts):
-            if stop.is_set() or self._writer.retry_pass(query_id) is None:
+        failures = 0
+        while not stop.is_set() and failures < max_attempts:
+            counts = self._writer.retry_pass(query_id)
+            if counts is None:
                 return
-            stop.wait(min(self._interval, 2.0**attempt))
+            if counts.tables_failed:
+                stop.wait(min(self._interval, 2.0**failures))
+                failures += 1
 
 
 def _wait(query: Any, stop: threading.Event, recorder: Any, bridge: Any, retries: RetryScheduler) -> None:
@@ -210,6 +250,7 @@ def _wait(query: Any, stop: threading.Event, recorder: Any, bridge: Any, retries
     while query.isActive:
         if bridge is not None:  # a long-running stream: retries do not wait for new input
             retries.maybe_run(query)
+        retries.tick_notifications()
         if bridge is not None and bridge.failure is not None and not stop.is_set():
             stop.set()  # the bridge gave up: finish the current batch, then report it
             log.error("SQS bridge failed: %s", bridge.failure)

@@ -43,7 +43,7 @@ TABLES: dict[str, str] = {
         records_in BIGINT, retried_in BIGINT, applied BIGINT, duplicate BIGINT, stale BIGINT,
         ignored BIGINT, test BIGINT, parked BIGINT, quarantined BIGINT, rejected BIGINT,
         deferred BIGINT, tables_committed INT, tables_failed INT, files_read INT, rows_written BIGINT,
-        freshness_p50_s DOUBLE, freshness_p95_s DOUBLE, details STRING""",
+        freshness_p50_s DOUBLE, freshness_p95_s DOUBLE, details STRING, dropped BIGINT""",
     # What the stream's own operators did per batch: records removed by the watermark dedupe
     # never reach the batch writer, so they are counted here (from the query progress).
     "stream_progress": """
@@ -59,6 +59,10 @@ TABLES: dict[str, str] = {
     # Events given up on after repeated commit failures; kept to be replayed.
     "parked": f"""
         batch_id BIGINT, attempts INT, reason STRING, {EVENT_COLUMNS}""",
+    # Events of unknown or suspended tenants (released when the tenant becomes active) and of
+    # offboarded tenants (dropped; kept here to inspect), see jobs.tenant_gate.
+    "held": f"""
+        batch_id BIGINT, reason STRING, {EVENT_COLUMNS}""",
     # Great-expectations results per batch, dataset, tenant and expectation (jobs.quality).
     "validation_results": VALIDATION_RESULTS_DDL,
     # Events whose tenant table failed to commit; joined into the next batches.
@@ -91,6 +95,9 @@ def ensure_ops_tables(spark: SparkSession, config: SilverlineConfig) -> None:
     """
     spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {ops_catalog_name(config)}.{NAMESPACE}")
     for name, columns in TABLES.items():
+        if spark.catalog.tableExists(ops_table(config, name)):
+            _add_missing_columns(spark, ops_table(config, name), columns)
+            continue
         spark.sql(
             f"""CREATE TABLE IF NOT EXISTS {ops_table(config, name)} ({columns})
                 USING iceberg
@@ -100,6 +107,16 @@ def ensure_ops_tables(spark: SparkSession, config: SilverlineConfig) -> None:
                   'write.metadata.delete-after-commit.enabled'='true',
                   'write.metadata.previous-versions-max'='50')"""
         )
+
+
+def _add_missing_columns(spark: SparkSession, table: str, columns: str) -> None:
+    """Ops tables of an older release gain the columns added since, at the end (in DDL order)."""
+    have = {f.name for f in spark.table(table).schema.fields}
+    wanted = [c.strip() for c in columns.replace("\n", " ").split(",") if c.strip()]
+    missing = [c for c in wanted if c.split()[0] not in have]
+    if missing:
+        log.info("ops table %s: adding columns %s", table, ", ".join(missing))
+        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({', '.join(missing)})")
 
 
 def metrics_uri(config: SilverlineConfig) -> str:

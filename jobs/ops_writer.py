@@ -25,6 +25,10 @@ EVENT_FIELDS = (
 )  # fmt: skip
 
 
+# The retry table's ``last_error`` of events over their tenant's per-batch cap.
+CAP_REASON = "over the tenant's cap (stream.max_files_per_tenant)"
+
+
 class OpsWriter:
     """Writes the ops tables (retry, parked, rejected, quarantine, batch metrics) for a batch."""
 
@@ -54,8 +58,21 @@ class OpsWriter:
             rows, schema=self.spark.table(ops_table(self.config, "ledger")).schema
         )
 
-    def rewrite_retry(self, failed: list[tuple[Row, str]], batch_id: int, counts: BatchCounts) -> None:
-        """Park events out of attempts; replace the retry table with the rest (counts updated)."""
+    def rewrite_retry(
+        self,
+        failed: list[tuple[Row, str]],
+        batch_id: int,
+        counts: BatchCounts,
+        waiting: Sequence[Row] = (),
+    ) -> None:
+        """Park events out of attempts; replace the retry table with the rest (counts updated).
+
+        Args:
+            failed: Events whose tenant commit failed, with the error (one attempt more).
+            batch_id: The batch id.
+            counts: The batch's counts (``parked`` and ``deferred`` updated for ``failed``).
+            waiting: Events over their tenant's cap (already counted ``deferred``; attempts kept).
+        """
         retry_table = ops_table(self.config, "retry")
         parked = [(r, e) for r, e in failed if r["attempts"] + 1 >= self.config.stream.max_attempts]
         again = [(r, e) for r, e in failed if r["attempts"] + 1 < self.config.stream.max_attempts]
@@ -67,10 +84,34 @@ class OpsWriter:
                 for r, e in parked
             ]
             self.replace_batch_rows("parked", rows, batch_id)
-        if again or counts.retried_in:
+        if again or waiting or counts.retried_in:
             schema = self.spark.table(retry_table).schema
             rows = [(r["attempts"] + 1, e, *[r[f] for f in EVENT_FIELDS]) for r, e in again]
+            rows += [(r["attempts"], CAP_REASON, *[r[f] for f in EVENT_FIELDS]) for r in waiting]
             self.spark.createDataFrame(rows, schema=schema).writeTo(retry_table).overwrite(F.lit(True))
+
+    def write_held(self, items: Sequence[tuple[Row, str]], batch_id: int) -> None:
+        """Record the batch's events of unknown, suspended or offboarded tenants (event, reason)."""
+        if items:
+            rows = [(batch_id, reason, *[r[f] for f in EVENT_FIELDS]) for r, reason in items]
+            self.replace_batch_rows("held", rows, batch_id)
+
+    def held_events(self, tenants: Sequence[str], reasons: Sequence[str]) -> DataFrame:
+        """Held events of ``tenants`` for ``reasons``, shaped like the retry table's (attempts 0)."""
+        return (
+            self.spark.table(ops_table(self.config, "held"))
+            .filter(F.col("tenant").isin(list(tenants)) & F.col("reason").isin(list(reasons)))
+            .select(*EVENT_FIELDS)
+            .withColumn("attempts", F.lit(0))
+        )
+
+    def release_held(self, tenants: Sequence[str], reasons: Sequence[str]) -> None:
+        """Delete the held events of ``tenants`` for ``reasons`` (they were applied in this batch)."""
+        if tenants:
+            names = ", ".join("'" + t.replace("'", "''") + "'" for t in tenants)
+            kinds = ", ".join(f"'{r}'" for r in reasons)
+            table = ops_table(self.config, "held")
+            self.spark.sql(f"DELETE FROM {table} WHERE tenant IN ({names}) AND reason IN ({kinds})")
 
     def replace_batch_rows(self, name: str, rows: Sequence[tuple[Any, ...]], batch_id: int) -> None:
         """Replace one batch's rows of an ops table (a replayed batch overwrites its own)."""

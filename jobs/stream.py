@@ -170,11 +170,18 @@ class ProgressRecorder:
             return 0
         rows = progress_rows([dict(p) for p in fresh], str(query.id))
         frame = self.spark.createDataFrame(rows, schema=self.spark.table(self.table).schema)
-        ids = sorted({r[0] for r in rows})
-        frame.writeTo(self.table).overwrite(
-            F.col("batch_id").isin(ids) & (F.col("query_id") == str(query.id))
+        # A restarted query reports its last batch id again (a no-data trigger): upsert by
+        # (query, batch), row by row. (An overwrite by filter would have to drop whole data
+        # files, and a file from an earlier run can hold that batch next to others.)
+        view = "_silverline_progress_rows"
+        frame.createOrReplaceTempView(view)
+        self.spark.sql(
+            f"""MERGE INTO {self.table} t USING {view} u
+                ON t.query_id = u.query_id AND t.batch_id = u.batch_id
+                WHEN MATCHED THEN UPDATE SET *
+                WHEN NOT MATCHED THEN INSERT *"""
         )
-        self.recorded.update(ids)
+        self.recorded.update(r[0] for r in rows)
         return len(rows)
 
 

@@ -161,6 +161,7 @@ def assert_balanced(rows: list[dict[str, Any]]) -> None:
         "quarantined",
         "rejected",
         "deferred",
+        "dropped",
     )
     for row in rows:
         total = sum(row[o] for o in outcomes)

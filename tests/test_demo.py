@@ -29,7 +29,7 @@ TWO_RECORDS = s3_message(s3_record("acme/raw/orders/a.csv"), s3_record("acme/raw
 ONE_RECORD = s3_message(s3_record("acme/raw/clicks/c.jsonl"))
 NOT_JSON = "{not json"
 NO_OUTCOMES = {o: 0 for o in ("applied", "duplicate", "stale", "ignored", "test")} | {
-    o: 0 for o in ("parked", "quarantined", "rejected", "deferred")
+    o: 0 for o in ("parked", "quarantined", "rejected", "deferred", "dropped")
 }
 
 
@@ -276,7 +276,8 @@ RESULT_LINE = re.compile(
     r"duplicates (?P<duplicates>\d+)"
 )
 OUTCOME_COLUMNS = (
-    "applied", "duplicate", "stale", "ignored", "test", "parked", "quarantined", "rejected", "deferred"
+    "applied", "duplicate", "stale", "ignored", "test", "parked", "quarantined", "rejected", "deferred",
+    "dropped",
 )  # fmt: skip
 
 # Runs the demo with a batch writer that silently loses every row of the inventory dataset: the

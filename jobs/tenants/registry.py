@@ -17,15 +17,18 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from jobs.config import ConfigError, SilverlineConfig
+from jobs.events.model import NAME_RE
 
 ACTIVE = "ACTIVE"
 SUSPENDED = "SUSPENDED"
 OFFBOARDED = "OFFBOARDED"
 STATUSES = (ACTIVE, SUSPENDED, OFFBOARDED)
-_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# The stream's rule for the tenant segment of a key: a tenant becomes an Iceberg namespace.
+_TENANT_RE = re.compile(NAME_RE)
+_R = TypeVar("_R", "TenantGroup", "Tenant")
 
 
 class RegistryError(ValueError):
@@ -33,16 +36,25 @@ class RegistryError(ValueError):
 
 
 def check_tenant_name(name: str) -> str:
-    """A tenant name is one safe S3 path segment (R2): letters, digits, '_', '.', '-'.
+    """A tenant name is one safe S3 path segment (R2) the stream accepts: letters, digits, '_', '-'.
+
+    It is the stream's own rule for the tenant segment of a key (the tenant becomes an
+    Iceberg namespace), so no '.' either: a registered tenant's events are never rejected.
 
     Raises:
         RegistryError: The name could escape or confuse the tenant prefix.
     """
-    if not _TENANT_RE.fullmatch(name) or ".." in name:
+    if not isinstance(name, str) or not _TENANT_RE.fullmatch(name):
         raise RegistryError(
-            f"invalid tenant name {name!r}: use 1-63 letters, digits, '_', '.', '-' (no '..', no '/')"
+            f"invalid tenant name {name!r}: use 1-63 letters, digits, '_' or '-', starting with a "
+            "letter or digit (no '.', no '/')"
         )
     return name
+
+
+def tenant_prefix(name: str) -> str:
+    """The tenant's key prefix, ``<name>/`` (the stream takes the tenant from the first key segment)."""
+    return f"{check_tenant_name(name)}/"
 
 
 def _now() -> str:
@@ -123,6 +135,16 @@ def set_tenant_status(registry: TenantRegistry, group: str, name: str, status: s
     return updated
 
 
+def _record(cls: type[_R], record: Any, source: object) -> _R:
+    """Build a record, turning a malformed stored entry into a :class:`RegistryError`."""
+    if not isinstance(record, dict):
+        raise RegistryError(f"tenant registry {source}: a {cls.__name__} entry is not an object")
+    try:
+        return cls(**record)
+    except TypeError as exc:
+        raise RegistryError(f"tenant registry {source}: malformed {cls.__name__} entry: {exc}") from exc
+
+
 # ---- local file -------------------------------------------------------------------------------------
 class LocalRegistry:
     """A JSON file: ``{"groups": {name: record}, "tenants": {"group/name": record}}``.
@@ -154,7 +176,10 @@ class LocalRegistry:
             data = self._read()
             yield data
             tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            with open(tmp, "w", encoding="utf-8") as out:
+                out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+                out.flush()
+                os.fsync(out.fileno())  # the rename never publishes a file whose bytes are not on disk
             os.replace(tmp, self.path)
 
     def put_group(self, group: TenantGroup) -> None:  # noqa: D102
@@ -163,10 +188,10 @@ class LocalRegistry:
 
     def get_group(self, name: str) -> TenantGroup | None:  # noqa: D102
         record = self._read()["groups"].get(name)
-        return None if record is None else TenantGroup(**record)
+        return None if record is None else _record(TenantGroup, record, self.path)
 
     def list_groups(self) -> list[TenantGroup]:  # noqa: D102
-        return [TenantGroup(**r) for _, r in sorted(self._read()["groups"].items())]
+        return [_record(TenantGroup, r, self.path) for _, r in sorted(self._read()["groups"].items())]
 
     def put_tenant(self, tenant: Tenant) -> None:  # noqa: D102
         with self._update() as data:
@@ -174,10 +199,10 @@ class LocalRegistry:
 
     def get_tenant(self, group: str, name: str) -> Tenant | None:  # noqa: D102
         record = self._read()["tenants"].get(f"{group}/{name}")
-        return None if record is None else Tenant(**record)
+        return None if record is None else _record(Tenant, record, self.path)
 
     def list_tenants(self, group: str | None = None) -> list[Tenant]:  # noqa: D102
-        tenants = [Tenant(**r) for _, r in sorted(self._read()["tenants"].items())]
+        tenants = [_record(Tenant, r, self.path) for _, r in sorted(self._read()["tenants"].items())]
         return [t for t in tenants if group is None or t.group == group]
 
 
@@ -230,15 +255,19 @@ class DynamoRegistry:
         self.groups_table = groups_table
         self.tenants_table = tenants_table
 
-    def ensure_tables(self) -> None:
-        """Create both tables (on-demand billing) if they do not exist."""
-        existing = set(self.client.list_tables().get("TableNames", []))
+    def ensure_tables(self) -> list[str]:
+        """Create both tables (on-demand billing) if they do not exist.
+
+        Returns:
+            The tables created (empty when both were there).
+        """
         specs = [
             (self.groups_table, [("GroupName", "HASH")]),
             (self.tenants_table, [("GroupName", "HASH"), ("Name", "RANGE")]),
         ]
+        created = []
         for table, keys in specs:
-            if table in existing:
+            if self._table_exists(table):
                 continue
             self.client.create_table(
                 TableName=table,
@@ -247,25 +276,36 @@ class DynamoRegistry:
                 BillingMode="PAY_PER_REQUEST",
             )
             self.client.get_waiter("table_exists").wait(TableName=table)
+            created.append(table)
+        return created
+
+    def _table_exists(self, table: str) -> bool:
+        # DescribeTable, not ListTables: ListTables returns 100 names a page.
+        try:
+            self.client.describe_table(TableName=table)
+        except self.client.exceptions.ResourceNotFoundException:
+            return False
+        return True
 
     def put_group(self, group: TenantGroup) -> None:  # noqa: D102
         self.client.put_item(TableName=self.groups_table, Item=_to_item(asdict(group), _GROUP_ATTRS))
 
     def get_group(self, name: str) -> TenantGroup | None:  # noqa: D102
-        item = self.client.get_item(TableName=self.groups_table, Key={"GroupName": {"S": name}}).get("Item")
-        return None if item is None else TenantGroup(**_from_item(item, _GROUP_ATTRS))
+        key = {"GroupName": {"S": name}}
+        item = self.client.get_item(TableName=self.groups_table, Key=key, ConsistentRead=True).get("Item")
+        return None if item is None else self._group(item)
 
     def list_groups(self) -> list[TenantGroup]:  # noqa: D102
         items = self._all(TableName=self.groups_table)
-        return sorted((TenantGroup(**_from_item(i, _GROUP_ATTRS)) for i in items), key=lambda g: g.name)
+        return sorted((self._group(i) for i in items), key=lambda g: g.name)
 
     def put_tenant(self, tenant: Tenant) -> None:  # noqa: D102
         self.client.put_item(TableName=self.tenants_table, Item=_to_item(asdict(tenant), _TENANT_ATTRS))
 
     def get_tenant(self, group: str, name: str) -> Tenant | None:  # noqa: D102
         key = {"GroupName": {"S": group}, "Name": {"S": name}}
-        item = self.client.get_item(TableName=self.tenants_table, Key=key).get("Item")
-        return None if item is None else Tenant(**_from_item(item, _TENANT_ATTRS))
+        item = self.client.get_item(TableName=self.tenants_table, Key=key, ConsistentRead=True).get("Item")
+        return None if item is None else self._tenant(item)
 
     def list_tenants(self, group: str | None = None) -> list[Tenant]:  # noqa: D102
         if group is None:
@@ -277,12 +317,20 @@ class DynamoRegistry:
                 ExpressionAttributeValues={":g": {"S": group}},
                 operation="query",
             )
-        tenants = [Tenant(**_from_item(i, _TENANT_ATTRS)) for i in items]
+        tenants = [self._tenant(i) for i in items]
         return sorted(tenants, key=lambda t: (t.group, t.name))
 
+    def _group(self, item: dict[str, Any]) -> TenantGroup:
+        return _record(TenantGroup, _from_item(item, _GROUP_ATTRS), self.groups_table)
+
+    def _tenant(self, item: dict[str, Any]) -> Tenant:
+        return _record(Tenant, _from_item(item, _TENANT_ATTRS), self.tenants_table)
+
     def _all(self, operation: str = "scan", **kwargs: Any) -> list[dict[str, Any]]:
+        # Strongly consistent, so a command sees what the previous one wrote.
         paginator = self.client.get_paginator(operation)
-        return [item for page in paginator.paginate(**kwargs) for item in page.get("Items", [])]
+        pages = paginator.paginate(ConsistentRead=True, **kwargs)
+        return [item for page in pages for item in page.get("Items", [])]
 
 
 def open_registry(config: SilverlineConfig, *, dynamodb_client: Any = None) -> TenantRegistry | None:
