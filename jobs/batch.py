@@ -8,6 +8,7 @@ ledger, then the retry/parked/quarantine/rejected tables and batch metrics
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ from jobs.accounting import BatchCounts, freshness_percentiles
 from jobs.batch_plan import PlannedTable, Planner
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
+from jobs.handoff import RequestInbox
 from jobs.notify import TableUpdate, TableUpdateNotifier
 from jobs.ops import MetricsSink, ops_table
 from jobs.ops_writer import EVENT_FIELDS, OpsWriter
@@ -64,6 +66,7 @@ class BatchWriter:
         self.gate = gate or TenantGate(None, config.group.name)
         self.notifier = notifier  # downstream "table updated" messages (None: not configured)
         self._nothing_held_at: tuple[int | None, int] | None = None  # (held snapshot, gate version)
+        self.inbox = RequestInbox.for_config(config)  # events handed over by backfill / replay runs
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (the ``foreachBatch`` contract)."""
@@ -73,7 +76,7 @@ class BatchWriter:
             # stream's stateful dedupe runs exactly once per batch (a persisted plan was seen
             # to run it twice, doubling the dedupe counts in the query progress).
             batch_df = batch_df.localCheckpoint(eager=True)
-            counts = self._process(batch_df, int(batch_id), started)
+            counts = self._process(batch_df, int(batch_id), started, self.inbox.pending())
         if counts.records_in or counts.retried_in:
             log.info("batch %d: %s", batch_id, counts.summary())
             if self.on_batch is not None:
@@ -82,7 +85,8 @@ class BatchWriter:
     def retry_pass(self, query_id: str) -> BatchCounts | None:
         """Retry the events of failed tenant commits without waiting for new input.
 
-        Its batch id is the negated id of the retry table's current snapshot: a pass
+        Its batch id is the negated id of the retry table's current snapshot (with
+        handed-over requests pending: a hash of that id and their names): a pass
         that crashed after some commits and is run again gets the same id, so those
         commits are recognised as replays (R6), while the next pass gets a new id.
 
@@ -96,11 +100,15 @@ class BatchWriter:
             snapshot_id = current_snapshot_id(self.spark, ops_table(self.config, "retry"))
             if snapshot_id is None and not self.gate.open:  # held events may wait for their tenant
                 snapshot_id = current_snapshot_id(self.spark, ops_table(self.config, "held"))
+            requests = self.inbox.pending()
+            if requests:
+                digest = hashlib.sha256(f"{snapshot_id}|{'|'.join(requests)}".encode()).hexdigest()
+                snapshot_id = int(digest[:15], 16)
             if snapshot_id is None:
                 return None
             started = datetime.now(UTC)
             self.query_id = query_id
-            counts = self._process(None, -snapshot_id, started)
+            counts = self._process(None, -snapshot_id, started, requests)
         if not counts.retried_in:
             return None
         log.info("retry pass %d: %s", counts.batch_id, counts.summary())
@@ -109,13 +117,18 @@ class BatchWriter:
         return counts
 
     # ---- phases -------------------------------------------------------------------------------------
-    def _process(self, batch_df: DataFrame | None, batch_id: int, started: datetime) -> BatchCounts:
+    def _process(
+        self, batch_df: DataFrame | None, batch_id: int, started: datetime, requests: Sequence[str]
+    ) -> BatchCounts:
         counts = BatchCounts(batch_id=batch_id, query_id=self.query_id, started_at=started)
         with counts.phase("parse"):
             retry = self.spark.table(ops_table(self.config, "retry")).select(*EVENT_FIELDS, "attempts")
             released = self._released_tenants()
             if released:
                 retry = retry.unionByName(self.ops.held_events(released, RELEASABLE))
+            if requests:
+                log.info("taking %d request files handed over by backfill/replay runs", len(requests))
+                retry = retry.unionByName(self.inbox.frame(self.spark, requests))
             counts.retried_in = retry.count()
             events = self._records(batch_df, batch_id, counts) if batch_df is not None else None
         if counts.records_in == 0 and counts.retried_in == 0:
@@ -125,6 +138,7 @@ class BatchWriter:
             self._apply_events(all_events, batch_id, counts)
             if released:  # their events went through this batch's ledger: no longer held
                 self.ops.release_held(released, RELEASABLE)
+            self.inbox.done(requests)
         finally:
             all_events.unpersist()
         counts.finished_at = datetime.now(UTC)
@@ -159,6 +173,8 @@ class BatchWriter:
             self.ops.write_rejected(batch_df, batch_id)
         return (
             batch_df.filter(F.col("outcome") == "event")
+            .withColumn("directive", F.lit(None).cast("string"))
+            .withColumn("expect_event_id", F.lit(None).cast("string"))
             .select(*EVENT_FIELDS)
             .withColumn("attempts", F.lit(0))
         )

@@ -9,9 +9,11 @@ from collections.abc import Sequence
 
 from jobs import __version__
 from jobs import ingest as ingest_cli
+from jobs.batchruns import cli as batchruns_cli
 from jobs.bridge import cli as bridge_cli
 from jobs.config import ConfigError
 from jobs.demo import cli as demo_cli
+from jobs.dlq import cli as dlq_cli
 from jobs.events import cli as events_cli
 from jobs.logs import configure_logging
 from jobs.quality import cli as quality_cli
@@ -55,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cli.add_parser(subparsers)
     quality_cli.add_parser(subparsers)
     tenants_cli.add_parser(subparsers)
+    batchruns_cli.add_parser(subparsers)
+    dlq_cli.add_parser(subparsers)
     return parser
 
 

@@ -102,14 +102,19 @@ def run_ingest(
     with_bridge: bool = True,
     stop: threading.Event | None = None,
     on_batch: Any = None,
+    lease: Any = None,
 ) -> int:
     """Run the bridge and the ingest query until done or stopped.
+
+    The writer lease (:mod:`jobs.lease`) is taken first (waiting while another
+    process holds it) and renewed while the query runs.
 
     Args:
         config: The job configuration.
         with_bridge: Poll SQS (when a queue URL is configured).
         stop: Set it to stop between micro-batches (signals set it too).
         on_batch: Called with each batch's :class:`jobs.accounting.BatchCounts`.
+        lease: A :class:`jobs.lease.WriterLease` the caller already holds (default: take one).
 
     Returns:
         0 on success, 1 when the query or the bridge failed.
@@ -120,6 +125,7 @@ def run_ingest(
     from jobs.bridge.retry import BridgeError
     from jobs.contracts import load_contracts
     from jobs.evolution import evolve_tables
+    from jobs.lease import WriterLease
     from jobs.notify import notifier_for
     from jobs.ops import MetricsSink, ensure_ops_tables, ops_table
     from jobs.quality.results import results_uri
@@ -155,7 +161,11 @@ def run_ingest(
     )
     writer.ops.results_store = open_store(results_uri(config), config)
     available_now = config.stream.trigger == "available-now"
+    lease = lease or WriterLease.for_config(config, "stream")
     with _stop_on_signals(stop):
+        if not lease.held and not lease.acquire(stop=stop):
+            log.info("stopped while waiting for the writer lease")
+            return 0
         try:
             if bridge is not None and available_now:
                 log.info("draining %s into bronze", config.sqs.queue_url)
@@ -164,8 +174,8 @@ def run_ingest(
                 bridge.start()
             query = start_query(spark, config, writer)
             recorder = ProgressRecorder(spark, ops_table(config, "stream_progress"))
-            retries = RetryScheduler(writer, config.stream.retry_interval_seconds)
-            _wait(query, stop, recorder, None if available_now else bridge, retries)
+            retries = RetryScheduler(writer, config.stream.retry_interval_seconds, lease)
+            _wait(query, stop, recorder, bridge, retries, long_running=not available_now)
             if bridge is not None and not available_now:
                 bridge.stop()
             if available_now and query.exception() is None:
@@ -175,6 +185,8 @@ def run_ingest(
         except BridgeError as exc:
             log.error("bridge gave up: %s", exc)
             return 1
+        finally:
+            lease.release()
     if bridge is not None and bridge.failure is not None:
         return 1
     error = query.exception()
@@ -203,16 +215,25 @@ def _tenant_gate(config: SilverlineConfig) -> Any:
 class RetryScheduler:
     """Runs retry passes for failed tenant commits when the stream has no batch running."""
 
-    def __init__(self, writer: Any, interval: float) -> None:
+    def __init__(self, writer: Any, interval: float, lease: Any = None) -> None:
         """Create the scheduler.
 
         Args:
             writer: The :class:`jobs.batch.BatchWriter`.
             interval: ``stream.retry_interval_seconds``.
+            lease: The writer lease, renewed between passes (None: no lease).
         """
         self._writer = writer
         self._interval = interval
         self._last = time.monotonic()
+        self.lease = lease
+
+    def renew(self) -> bool:
+        """Renew the writer lease; False when it was lost (another process took it over)."""
+        if self.lease is None:
+            return True
+        self.lease.renew()
+        return bool(self.lease.held)
 
     def maybe_run(self, query: Any) -> None:
         """Run a pass if the interval has passed and no micro-batch is running."""
@@ -236,7 +257,7 @@ class RetryScheduler:
         the pause after each doubles from 1 s up to the retry interval.
         """
         failures = 0
-        while not stop.is_set() and failures < max_attempts:
+        while not stop.is_set() and failures < max_attempts and self.renew():
             counts = self._writer.retry_pass(query_id)
             if counts is None:
                 return
@@ -245,13 +266,24 @@ class RetryScheduler:
                 failures += 1
 
 
-def _wait(query: Any, stop: threading.Event, recorder: Any, bridge: Any, retries: RetryScheduler) -> None:
+def _wait(
+    query: Any,
+    stop: threading.Event,
+    recorder: Any,
+    bridge: Any,
+    retries: RetryScheduler,
+    *,
+    long_running: bool,
+) -> None:
     last_record = time.monotonic()
     while query.isActive:
-        if bridge is not None:  # a long-running stream: retries do not wait for new input
+        if long_running:  # retries and handed-over requests do not wait for new input
             retries.maybe_run(query)
         retries.tick_notifications()
-        if bridge is not None and bridge.failure is not None and not stop.is_set():
+        if not retries.renew() and not stop.is_set():
+            stop.set()  # another process writes now: finish the current batch and stop
+            log.error("the writer lease was taken over: stopping")
+        if long_running and bridge is not None and bridge.failure is not None and not stop.is_set():
             stop.set()  # the bridge gave up: finish the current batch, then report it
             log.error("SQS bridge failed: %s", bridge.failure)
         if time.monotonic() - last_record > 5:

@@ -1,6 +1,10 @@
 """The object ledger: latest sequencer wins per object, across batches (R4, R5).
 
-Pure DataFrame transforms decide; :func:`update_ledger` writes. Ordering per
+Pure DataFrame transforms decide; :func:`update_ledger` writes. Events a backfill
+or replay made carry a ``directive`` and the ledger event they supersede
+(``expect_event_id``, null: "the ledger does not know the object"): they apply
+only while the ledger still holds exactly that event, so a batch run can never
+put an older version over a newer one the stream applied in the meantime. Ordering per
 (bucket, key): the greatest normalised sequencer wins; events without one fall
 back to event time. When only one of two events has a sequencer, event time
 decides against the ledger and the sequencer-bearing event wins within a batch.
@@ -84,9 +88,16 @@ def with_ledger_verdict(ranked_df: DataFrame, ledger_df: DataFrame) -> DataFrame
         F.col("state").alias("_l_state"),
     )
     winners = ranked_df.filter(F.col("_rank") == 1)
+    for column in ("directive", "expect_event_id"):  # plain stream events have neither
+        if column not in winners.columns:
+            winners = winners.withColumn(column, F.lit(None).cast("string"))
+    directed = F.col("directive").isNotNull()
     return winners.join(ledger, ["bucket", "key"], "left").withColumn(
         "verdict",
-        F.when(F.col("_l_event_id").isNull(), APPLY)
+        F.when(directed & F.col("_l_event_id").eqNullSafe(F.col("expect_event_id")), APPLY)
+        .when(directed & (F.col("_l_event_id") == F.col("event_id")), DUPLICATE)
+        .when(directed, STALE)
+        .when(F.col("_l_event_id").isNull(), APPLY)
         .when(F.col("_l_event_id") == F.col("event_id"), DUPLICATE)
         .when(_is_newer_than_ledger(), APPLY)
         .otherwise(STALE),

@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "ops"
 
-# Columns every event-carrying ops table shares (one S3 event, as parsed).
+# Columns every event-carrying ops table shares (one S3 event, as parsed). ``directive`` and
+# ``expect_event_id`` are set on events a backfill or replay made (see jobs.requests).
 EVENT_COLUMNS = """
     bucket STRING, key STRING, tenant STRING, dataset STRING, event_kind STRING, event_name STRING,
     event_time TIMESTAMP, sequencer STRING, version_id STRING, etag STRING, size BIGINT,
-    event_id STRING, message_id STRING, received_at TIMESTAMP"""
+    event_id STRING, message_id STRING, received_at TIMESTAMP, directive STRING, expect_event_id STRING"""
 
 TABLES: dict[str, str] = {
     # Last applied state per object: the guard against stale and duplicate events (R4, R5).

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # The event columns carried by the retry, parked and quarantine tables (ops.EVENT_COLUMNS).
 EVENT_FIELDS = (
     "bucket", "key", "tenant", "dataset", "event_kind", "event_name", "event_time", "sequencer",
-    "version_id", "etag", "size", "event_id", "message_id", "received_at",
+    "version_id", "etag", "size", "event_id", "message_id", "received_at", "directive", "expect_event_id",
 )  # fmt: skip
 
 

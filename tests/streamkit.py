@@ -91,6 +91,14 @@ def run_job(config: Path, *args: str, timeout: float = 420) -> subprocess.Comple
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=job_env(), check=False)
 
 
+def run_command(
+    config: Path, command: str, *args: str, timeout: float = 420
+) -> subprocess.CompletedProcess[str]:
+    """Run ``silverline <command> --config <config> ...`` in its own process."""
+    cmd = [sys.executable, "-m", "jobs", command, *args, "--config", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=job_env(), check=False)
+
+
 def start_job(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "jobs", "stream", "--config", str(config), *args]
     handle = log.open("ab")

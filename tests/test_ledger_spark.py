@@ -98,3 +98,69 @@ def test_verdict_against_the_ledger(spark: Any) -> None:
         ignore_row_order=True,
         ignore_nullable=True,
     )
+
+
+def test_directed_events_apply_only_while_the_ledger_holds_what_they_expect(spark: Any) -> None:
+    ledger = spark.createDataFrame(
+        [
+            ("b", "still", seq(5), T, "l-still", "live"),
+            ("b", "moved", seq(9), T, "l-moved-on", "live"),
+            ("b", "again", seq(7), T, "bf-again", "live"),
+            ("b", "replayed", seq(7), T, "l-rep", "live"),
+        ],
+        LEDGER,
+    )
+    directed = EVENTS + ", directive string, expect_event_id string"
+    later = T + dt.timedelta(days=1)
+    batch = spark.createDataFrame(
+        [
+            (
+                "b",
+                "still",
+                None,
+                T - dt.timedelta(days=9),
+                "bf-1",
+                "backfill",
+                "l-still",
+            ),  # older time, still current
+            (
+                "b",
+                "moved",
+                None,
+                later,
+                "bf-2",
+                "backfill",
+                "l-was",
+            ),  # the stream applied something else since
+            (
+                "b",
+                "again",
+                None,
+                later,
+                "bf-again",
+                "backfill",
+                "l-before",
+            ),  # this very event already applied
+            ("b", "unknown", None, later, "bf-3", "backfill", None),  # expects no ledger row: none
+            ("b", "replayed", seq(7), T, "l-rep", "replay", "l-rep"),  # same id as the ledger: re-applied
+            ("b", "plain", seq(1), T, "p-1", None, None),  # an ordinary event is judged as before
+        ],
+        directed,
+    )
+    judged = with_ledger_verdict(rank_events_per_object(batch), ledger).select("key", "verdict")
+    assert_df_equality(
+        judged,
+        spark.createDataFrame(
+            [
+                ("still", "apply"),
+                ("moved", "stale"),
+                ("again", "duplicate"),
+                ("unknown", "apply"),
+                ("replayed", "apply"),
+                ("plain", "apply"),
+            ],
+            "key string, verdict string",
+        ),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )

@@ -108,6 +108,24 @@ class LocalBronzeStore:
         _fsync_dir(final.parent)
         return final.resolve().as_uri()
 
+    def names(self) -> list[str]:
+        """Names of the whole files in the store (relative, sorted; ``_tmp`` excluded)."""
+        if not self._root.is_dir():
+            return []
+        return sorted(
+            str(path.relative_to(self._root))
+            for path in self._root.rglob("*")
+            if path.is_file() and TMP_DIR not in path.relative_to(self._root).parts
+        )
+
+    def read(self, name: str) -> bytes:
+        """The whole file ``name``."""
+        return (self._root / name).read_bytes()
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` (no error when it is already gone)."""
+        (self._root / name).unlink(missing_ok=True)
+
 
 class S3BronzeStore:
     """A bronze log under an S3 prefix (``s3://`` ops root): one PUT per file."""
@@ -142,6 +160,22 @@ class S3BronzeStore:
         key = self._prefix + name
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType="application/x-ndjson")
         return f"s3://{self._bucket}/{key}"
+
+    def names(self) -> list[str]:
+        """Names of the objects under the prefix (relative, sorted), all pages."""
+        found: list[str] = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix):
+            found.extend(item["Key"][len(self._prefix) :] for item in page.get("Contents", []))
+        return sorted(found)
+
+    def read(self, name: str) -> bytes:
+        """The whole object ``name``."""
+        return self._s3.get_object(Bucket=self._bucket, Key=self._prefix + name)["Body"].read()
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` (S3 does not fail on a missing key)."""
+        self._s3.delete_object(Bucket=self._bucket, Key=self._prefix + name)
 
 
 def bronze_uri(config: SilverlineConfig) -> str:

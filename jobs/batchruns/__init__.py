@@ -1,0 +1,1 @@
+"""Batch runs with the streaming job's guarantees: ``silverline backfill`` and ``silverline replay``."""
