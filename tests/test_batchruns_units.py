@@ -278,3 +278,38 @@ def test_a_torn_lease_file_counts_as_expired(tmp_path: Path) -> None:
     assert fresh.holder() is None
     assert fresh.try_acquire()
     assert json.loads(path.read_text(encoding="utf-8"))["owner"] == fresh.owner
+
+
+# ---- command line --------------------------------------------------------------------------------------
+def test_spark_submit_entry_point_takes_the_backfill_arguments() -> None:
+    project = Path(__file__).parents[1]
+    run = subprocess.run(
+        [sys.executable, "jobs/backfill.py", "--help"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("usage: silverline backfill")
+    assert "--delete-missing" in run.stdout and "--dry-run" in run.stdout
+
+
+def test_a_group_other_than_the_configurations_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("group: {name: blue, bucket: blue-bucket}\nlake: {root: " + str(tmp_path) + "}\n")
+    assert main(["backfill", "--config", str(config), "--group", "green"]) == 2
+    err = capsys.readouterr().err
+    assert "--group green" in err and "'blue'" in err
+    window = ["--since", "2026-12-01", "--until", "2026-11-01"]
+    assert main(["backfill", "--config", str(config), *window]) == 2
+    assert "--since must be before --until" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["backfill", "--config", str(config), "--since", "last tuesday"])
+    assert exit_info.value.code == 2
+    assert "not an ISO date or time" in capsys.readouterr().err
+    assert not (tmp_path / "_ops").exists()

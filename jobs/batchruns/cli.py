@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -173,6 +175,40 @@ def print_plan(plan: Plan, title: str) -> None:
     console.print(f"{plan.changes} objects to hand over ({len(plan.events)} events)")
 
 
+class ListingProgress:
+    """Counts listed objects and shows the count on stderr while listing."""
+
+    def __init__(self, show: Callable[[int], None]) -> None:
+        self.listed = 0
+        self._show = show
+
+    def __call__(self, n: int) -> None:
+        """Note ``n`` more listed objects."""
+        self.listed += n
+        self._show(n)
+
+
+@contextlib.contextmanager
+def listing_progress() -> Iterator[ListingProgress]:
+    """A live count on a terminal; otherwise a line every 10,000 objects (logs of scheduled runs)."""
+    if not sys.stderr.isatty():
+
+        def line(n: int) -> None:
+            if progress.listed // 10_000 != (progress.listed - n) // 10_000:
+                print(f"  listed {progress.listed} objects", file=sys.stderr)
+
+        progress = ListingProgress(line)
+        yield progress
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("listing raw objects: {task.completed:,.0f}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("list", total=None)
+        yield ListingProgress(lambda n: bar.advance(task, n))
+
+
 def _finish(
     config: SilverlineConfig, spark: Any, plan: Plan, request_id: str, args: argparse.Namespace, role: str
 ) -> int:
@@ -209,26 +245,19 @@ def run_backfill_command(args: argparse.Namespace) -> int:
     print(
         f"ledger: {len(ledger)} objects; listing {len(tenants)} tenants under {lister.where}", file=sys.stderr
     )
-    listed = 0
-
-    def on_page(n: int) -> None:
-        nonlocal listed
-        listed += n
-        if listed // 10_000 != (listed - n) // 10_000:
-            print(f"  listed {listed} objects", file=sys.stderr)
-
     request_id = new_request_id(BACKFILL)
-    plan = plan_backfill(
-        config.group.bucket,
-        lister.objects(tenants, args.dataset, on_page),
-        ledger,
-        request_id=request_id,
-        now=datetime.now(UTC),
-        delete_missing=args.delete_missing,
-        since=args.since,
-        until=args.until,
-    )
-    print(f"listed {listed} raw objects", file=sys.stderr)
+    with listing_progress() as on_page:
+        plan = plan_backfill(
+            config.group.bucket,
+            lister.objects(tenants, args.dataset, on_page),
+            ledger,
+            request_id=request_id,
+            now=datetime.now(UTC),
+            delete_missing=args.delete_missing,
+            since=args.since,
+            until=args.until,
+        )
+    print(f"listed {on_page.listed} raw objects", file=sys.stderr)
     print_plan(plan, f"backfill plan for group {config.group.name} (bucket {config.group.bucket})")
     return _finish(config, spark, plan, request_id, args, BACKFILL)
 
