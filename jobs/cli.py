@@ -14,6 +14,7 @@ from jobs.bridge import cli as bridge_cli
 from jobs.config import ConfigError
 from jobs.demo import cli as demo_cli
 from jobs.dlq import cli as dlq_cli
+from jobs.emr import cli as emr_cli
 from jobs.events import cli as events_cli
 from jobs.logs import configure_logging
 from jobs.quality import cli as quality_cli
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     tenants_cli.add_parser(subparsers)
     batchruns_cli.add_parser(subparsers)
     dlq_cli.add_parser(subparsers)
+    emr_cli.add_parser(subparsers)
     return parser
 
 

@@ -33,6 +33,25 @@ def add_command(
     return parser
 
 
+def add_command_group(
+    subparsers: Any, name: str, *, summary: str, description: str, epilog: str | None = None
+) -> Any:
+    """Add a command with actions (``silverline NAME ACTION ...``); returns the actions' subparsers.
+
+    Args:
+        subparsers: The top-level parser's subparsers action.
+        name: The command name.
+        summary: One line for ``silverline --help``.
+        description: The command's own help text.
+        epilog: Examples and exit codes.
+
+    Returns:
+        The subparsers action to add the actions to (with :func:`add_command`).
+    """
+    parser = add_command(subparsers, name, summary=summary, description=description, epilog=epilog)
+    return parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, *, queue_flags: bool = True) -> None:
     """Add ``--config`` and the common override flags to a subcommand parser.
 

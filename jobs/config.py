@@ -189,6 +189,34 @@ class NotifyConfig(_Section):
         return self
 
 
+class EmrConfig(_Section):
+    """Where ``silverline emr ...`` deploys: an EMR on EC2 cluster or an EMR Serverless application."""
+
+    target: Literal["cluster", "serverless"] = "cluster"
+    cluster_id: str | None = Field(default=None, description="EMR on EC2 cluster (j-...)")
+    application_id: str | None = Field(default=None, description="EMR Serverless application")
+    execution_role_arn: str | None = Field(default=None, description="EMR Serverless job role")
+    scheduler_role_arn: str | None = Field(default=None, description="Role EventBridge Scheduler assumes")
+    artifacts_uri: str | None = Field(
+        default=None,
+        description="s3:// prefix with the entry scripts, silverline-venv.tar.gz and silverline-conf.zip",
+    )
+    config_name: str = Field(
+        default="emr.yaml", description="The configuration's name inside silverline-conf.zip"
+    )
+    log_uri: str | None = None
+    endpoint_url: str | None = Field(default=None, description="Overrides aws.endpoint_url for EMR/Scheduler")
+
+    @field_validator("artifacts_uri", "log_uri")
+    @classmethod
+    def _s3_prefix(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("s3://"):
+            raise ValueError("must be an s3:// prefix")
+        return value if value.endswith("/") else value + "/"
+
+
 class CatalogConfig(_Section):
     """The Iceberg catalog silver tables are registered in."""
 
@@ -242,6 +270,7 @@ class SilverlineConfig(_Section):
     spark: SparkConfig = Field(default_factory=SparkConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    emr: EmrConfig = Field(default_factory=EmrConfig)
 
     @model_validator(mode="after")
     def _mode_rules(self) -> SilverlineConfig:

@@ -124,6 +124,7 @@ def run_ingest(
     from jobs.bridge.landing import open_store
     from jobs.bridge.retry import BridgeError
     from jobs.contracts import load_contracts
+    from jobs.control import StopWatcher
     from jobs.evolution import evolve_tables
     from jobs.lease import WriterLease
     from jobs.notify import notifier_for
@@ -175,7 +176,8 @@ def run_ingest(
             query = start_query(spark, config, writer)
             recorder = ProgressRecorder(spark, ops_table(config, "stream_progress"))
             retries = RetryScheduler(writer, config.stream.retry_interval_seconds, lease)
-            _wait(query, stop, recorder, bridge, retries, long_running=not available_now)
+            watcher = StopWatcher(config) if not available_now else None
+            _wait(query, stop, recorder, bridge, retries, long_running=not available_now, watcher=watcher)
             if bridge is not None and not available_now:
                 bridge.stop()
             if available_now and query.exception() is None:
@@ -274,9 +276,19 @@ def _wait(
     retries: RetryScheduler,
     *,
     long_running: bool,
+    watcher: Any = None,
 ) -> None:
     last_record = time.monotonic()
     while query.isActive:
+        marker = watcher.requested() if watcher is not None and not stop.is_set() else None
+        if marker is not None:
+            log.info(
+                "stop marker found (%s, %s): stopping after the current micro-batch; a new deploy "
+                "(silverline emr deploy-stream) removes it",
+                marker.get("reason"),
+                marker.get("requested_at"),
+            )
+            stop.set()
         if long_running:  # retries and handed-over requests do not wait for new input
             retries.maybe_run(query)
         retries.tick_notifications()

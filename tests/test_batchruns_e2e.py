@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from jobs.config import load_config
+from jobs.control import request_stop
 from tests import streamkit as kit
 from tests.lakegen import Lake
 
@@ -179,11 +181,16 @@ def test_backfill_and_dlq_redrive_next_to_a_running_stream_converge_to_the_oracl
         assert "no stream holds the writer lease" not in output
 
         wait_for(lambda: assert_silver_is_the_oracle(lake_dir, lake), 180, "silver reaches the oracle")
-    finally:
-        stream.send_signal(signal.SIGTERM)
+        # The graceful stop an operator requests (silverline emr stop-stream writes this marker).
+        request_stop(load_config(config), "end of test")
         code = stream.wait(timeout=120)
+    finally:
+        if stream.poll() is None:
+            stream.send_signal(signal.SIGTERM)
+            stream.wait(timeout=120)
     text = log.read_text(encoding="utf-8", errors="replace")
     assert code == 0, text[-4000:]
+    assert "stop marker found (end of test" in text
     assert_silver_is_the_oracle(lake_dir, lake)
     kit.assert_balanced(metrics(lake_dir))
     assert requests_left(lake_dir) == []

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobs.bridge.sqsapi import make_sqs_client
-from jobs.cliargs import add_command, add_config_arguments, config_from_args
+from jobs.cliargs import add_command, add_command_group, add_config_arguments, config_from_args
 from jobs.config import ConfigError, SilverlineConfig
 from jobs.dlq.moves import RedriveResult, redrive
 from jobs.dlq.peek import peek
@@ -102,14 +102,13 @@ def add_parser(subparsers: Any) -> None:
     Args:
         subparsers: The top-level parser's subparsers action.
     """
-    parser = add_command(
+    actions = add_command_group(
         subparsers,
         "dlq",
         summary="inspect or redrive the dead-lettered messages of the group's queue",
         description=_DESCRIPTION,
         epilog=_EPILOG,
     )
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     inspect = add_command(
         actions,
         "inspect",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from jobs.cliargs import add_command, add_config_arguments
+from jobs.cliargs import add_command, add_command_group, add_config_arguments
 from jobs.tenants import commands
 from jobs.tenants.upload import MAX_PRESIGN_SECONDS
 
@@ -121,14 +121,13 @@ def add_parser(subparsers: Any) -> None:
     Args:
         subparsers: The top-level parser's subparsers action.
     """
-    parser = add_command(
+    actions = add_command_group(
         subparsers,
         "tenants",
         summary="onboard, suspend, offboard tenants; grant uploads",
         description=_DESCRIPTION,
         epilog=_EPILOG,
     )
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     group = add_command(
         actions, "create-group", summary="create a tenant group", description=_CREATE_GROUP, epilog=_EPILOG
     )

@@ -1,0 +1,1 @@
+"""Running silverline on Amazon EMR (on EC2 and Serverless)."""
