@@ -20,7 +20,7 @@ from botocore.stub import Stubber
 
 from jobs.cli import main
 from jobs.config import ConfigError, load_config
-from jobs.control import request_stop, stop_requested
+from jobs.control import clear_stop, request_stop, stop_requested
 from jobs.emr import submit as emr
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -309,3 +309,23 @@ def test_the_rendered_emr_spark_submit_runs_the_job_end_to_end_locally(
     table = kit.read_table(kit.ops_dir(lake_dir, "batch_metrics"))
     assert table is not None
     kit.assert_balanced(table.to_pylist())
+
+
+@pytest.mark.integration
+def test_the_stop_marker_lives_under_an_s3_ops_root(tmp_path: Path, moto_endpoint: str) -> None:
+    name = f"ops-{uuid.uuid4().hex[:8]}"
+    aws(moto_endpoint, "s3").create_bucket(Bucket=name)
+    config = load_config(
+        None,
+        overrides={
+            "lake": {"root": str(tmp_path), "ops_root": f"s3://{name}/eu1/"},
+            "aws": {"endpoint_url": moto_endpoint},
+        },
+    )
+    assert stop_requested(config) is None
+    assert request_stop(config, "maintenance") == f"s3://{name}/eu1/control/stop-stream"
+    marker = stop_requested(config)
+    assert marker is not None and marker["reason"] == "maintenance"
+    clear_stop(config)
+    assert stop_requested(config) is None
+    assert "Contents" not in aws(moto_endpoint, "s3").list_objects_v2(Bucket=name, Prefix="eu1/control/")
