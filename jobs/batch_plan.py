@@ -24,7 +24,7 @@ from jobs.quality.split import FAILED_EXPECTATIONS_COLUMN as FAILED_EXPECTATIONS
 from jobs.quality.split import split_verdicts
 from jobs.reader import ObjectReader, ObjectRef, ReadOutcome
 from jobs.silver import TableChange, silver_columns
-from jobs.storage import QUARANTINE, SILVER, silver_location, silver_table_name
+from jobs.storage import QUARANTINE, SILVER, silver_location, table_name
 
 if TYPE_CHECKING:
     import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
@@ -146,7 +146,7 @@ class Planner:
         rejected = None
         if read.bad_rows:
             rejected = TableChange(
-                table=silver_table_name(*names, QUARANTINE),
+                table=table_name(self.config, *names[1:], QUARANTINE),
                 location=silver_location(self.config.lake.root, *names[1:], QUARANTINE),
                 contract=read.contract,
                 rows=bad_df.select(*_columns(read.contract, QUARANTINE)),
@@ -155,7 +155,7 @@ class Planner:
                 zone=QUARANTINE,
             )
         change = TableChange(
-            table=silver_table_name(*names),
+            table=table_name(self.config, *names[1:]),
             location=silver_location(self.config.lake.root, *names[1:]),
             contract=read.contract,
             rows=good_df.select(*_columns(read.contract, SILVER)),

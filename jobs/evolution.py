@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from jobs.config import ConfigError, SilverlineConfig
 from jobs.contracts import DatasetContract
 from jobs.silver import silver_columns
-from jobs.storage import QUARANTINE, SILVER, silver_table_name
+from jobs.storage import QUARANTINE, SILVER, table_name
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -116,6 +116,35 @@ def plan_table(
     return changes
 
 
+def tables_in_ledger(spark: SparkSession, config: SilverlineConfig) -> list[tuple[str, str, str]]:
+    """(tenant, zone, dataset) of the tenant tables that exist for the pairs the ledger knows.
+
+    Glue cannot list tables by tenant (one database per group, names hashed where Glue's
+    alphabet needs it), so the ledger says which (tenant, dataset) pairs were ever applied.
+    """
+    from pyspark.sql import functions as F
+
+    from jobs.ops import ops_table
+
+    ledger = ops_table(config, "ledger")
+    if not spark.catalog.tableExists(ledger):
+        return []
+    pairs = (
+        spark.table(ledger)
+        .filter(F.col("bucket") == config.group.bucket)
+        .select("tenant", "dataset")
+        .distinct()
+        .collect()
+    )
+    found = []
+    for row in sorted(pairs, key=lambda r: (r["tenant"], r["dataset"])):
+        for zone in (SILVER, QUARANTINE):
+            name = table_name(config, config.group.bucket, row["tenant"], row["dataset"], zone)
+            if spark.catalog.tableExists(name):
+                found.append((row["tenant"], zone, row["dataset"]))
+    return found
+
+
 def existing_tables(spark: SparkSession, catalog: str, bucket: str) -> list[tuple[str, str, str]]:
     """(tenant, zone, dataset) of every silver and quarantine table of a bucket in the catalog."""
     found = []
@@ -150,7 +179,10 @@ def evolve_tables(
     """
     catalog, bucket = config.catalog.name, config.group.bucket
     try:
-        tables = existing_tables(spark, catalog, bucket)
+        if config.catalog.type == "glue":
+            tables = tables_in_ledger(spark, config)
+        else:
+            tables = existing_tables(spark, catalog, bucket)
     except Exception as exc:  # no namespace for the bucket yet: a new group
         log.debug("no tenant tables yet in %s.%s: %s", catalog, bucket, exc)
         return []
@@ -160,7 +192,7 @@ def evolve_tables(
         if contract is None:
             log.warning("table %s/%s/%s has no contract any more; left as it is", tenant, zone, dataset)
             continue
-        name = silver_table_name(catalog, bucket, tenant, dataset, zone)
+        name = table_name(config, bucket, tenant, dataset, zone)
         fields = spark.table(name).schema.fields
         planned += plan_table(name, contract, zone, [(f.name, f.dataType.simpleString()) for f in fields])
     for change in planned:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from jobs.config import SilverlineConfig
 from jobs.quality.results import VALIDATION_RESULTS_DDL
 from jobs.session import ops_catalog_name
+from jobs.storage import glue_database, ops_namespace
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from jobs.bridge.landing import BronzeStore
 
 log = logging.getLogger(__name__)
-
-NAMESPACE = "ops"
 
 # Columns every event-carrying ops table shares (one S3 event, as parsed). ``directive`` and
 # ``expect_event_id`` are set on events a backfill or replay made (see jobs.requests).
@@ -84,7 +83,7 @@ def ops_table(config: SilverlineConfig, name: str) -> str:
     """
     if name not in TABLES:
         raise KeyError(f"unknown ops table {name!r}")
-    return f"{ops_catalog_name(config)}.{NAMESPACE}.{name}"
+    return f"{ops_catalog_name(config)}.{ops_namespace(config)}.{name}"
 
 
 def ensure_ops_tables(spark: SparkSession, config: SilverlineConfig) -> None:
@@ -94,7 +93,10 @@ def ensure_ops_tables(spark: SparkSession, config: SilverlineConfig) -> None:
         spark: The session.
         config: The job configuration.
     """
-    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {ops_catalog_name(config)}.{NAMESPACE}")
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {ops_catalog_name(config)}.{ops_namespace(config)}")
+    if config.catalog.type == "glue":  # the group's database of tenant tables (single-level on Glue)
+        database = f"`{config.catalog.name}`.`{glue_database(config.group.name)}`"
+        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {database}")
     for name, columns in TABLES.items():
         if spark.catalog.tableExists(ops_table(config, name)):
             _add_missing_columns(spark, ops_table(config, name), columns)

@@ -159,3 +159,41 @@ def test_startup_adds_a_column_in_place_old_rows_read_null_data_files_untouched(
     with pytest.raises(SchemaEvolutionError, match="order_id"):
         evolve_tables(spark, config, {"orders": narrowed})
     assert spark.table(table).schema["order_id"].dataType.simpleString() == "bigint"
+
+
+def test_glue_style_discovery_finds_the_tables_of_the_pairs_in_the_ledger(
+    spark: Any, spark_lake: Any
+) -> None:
+    """With one database per group, existing tables are found from the ledger's (tenant, dataset) pairs."""
+    import datetime as dt
+
+    from jobs.config import load_config
+    from jobs.evolution import tables_in_ledger
+    from jobs.ops import ensure_ops_tables, ops_table
+
+    bucket = "ledger-lake"
+    config = load_config(
+        None, environ={}, overrides={"lake": {"root": str(spark_lake)}, "group": {"bucket": bucket}}
+    )
+    ensure_ops_tables(spark, config)
+    columns = ", ".join(f"`{n}` {t}" for n, t in TABLE_V1)
+    for tenant, zone in (("acme", "silver"), ("acme", "quarantine"), ("globex", "silver")):
+        spark.sql(f"CREATE TABLE silverline.`{bucket}`.{tenant}.{zone}.orders ({columns}) USING iceberg")
+    now = dt.datetime(2026, 11, 1)
+    rows = [
+        (bucket, f"{t}/raw/{d}/{i}.csv", t, d, "live", None, now, f"e{i}", None, None, 1, now)
+        for i, (t, d) in enumerate(
+            [("acme", "orders"), ("acme", "orders"), ("globex", "orders"), ("initech", "clicks")]
+        )
+    ]
+    rows.append(
+        ("other-bucket", "zed/raw/orders/1.csv", "zed", "orders", "live", None, now, "z", None, None, 1, now)
+    )
+    schema = spark.table(ops_table(config, "ledger")).schema
+    spark.createDataFrame(rows, schema).writeTo(ops_table(config, "ledger")).append()
+
+    assert tables_in_ledger(spark, config) == [
+        ("acme", "silver", "orders"),
+        ("acme", "quarantine", "orders"),
+        ("globex", "silver", "orders"),
+    ]  # initech has ledger rows but no table; zed belongs to another bucket

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 from jobs.config import ConfigError, SilverlineConfig
 from jobs.session import catalog_settings
+from jobs.storage import glue_database
 
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 CLUSTER_CONFIGURATIONS = "configurations/cluster.json"
@@ -176,11 +177,6 @@ def queue_arn(queue_url: str, region: str) -> tuple[str, str]:
     return f"arn:{partition_of(region)}:sqs:{region}:{parts[0]}:{parts[1]}", parts[0]
 
 
-def glue_database(group: str) -> str:
-    """The Glue database of a tenant group's silver tables: ``silverline_<group>`` (``-`` -> ``_``)."""
-    return "silverline_" + group.lower().replace("-", "_")
-
-
 def _s3_values(values: dict[str, str], stem: str, uri: str, key: str) -> None:
     try:
         bucket, prefix = _s3_parts(uri)
@@ -222,7 +218,7 @@ def template_values(config: SilverlineConfig, **values: str | None) -> dict[str,
     out["SERVICE_ROLE_NAME"] = DEFAULT_SERVICE_ROLE
     out["INSTANCE_PROFILE_NAME"] = f"silverline-{config.group.name}-emr-ec2"
     out["GLUE_DATABASE"] = glue_database(config.group.name)
-    out["GLUE_OPS_DATABASE"] = out["GLUE_DATABASE"] + "_ops"
+    out["GLUE_OPS_DATABASE"] = glue_database(config.group.name) + "_ops"  # as jobs.storage.ops_namespace
     if config.sqs.queue_url:
         out["QUEUE_ARN"], out["ACCOUNT_ID"] = queue_arn(config.sqs.queue_url, region)
     if config.ops_root.startswith("s3://"):
