@@ -249,7 +249,9 @@ class BatchWriter:
                 if state == ledger.LEDGER_DELETED:
                     stats = counts.table(row["tenant"], row["dataset"])
                     stats["deleted"] = stats.get("deleted", 0) + 1
-                counts.freshness_samples.append((now - row["event_time"].replace(tzinfo=UTC)).total_seconds())
+                if getattr(row, "directive", None) is None:  # a backfill's time is LastModified, not news
+                    delay = now - row["event_time"].replace(tzinfo=UTC)
+                    counts.freshness_samples.append(delay.total_seconds())
         if done:
             rows = [_ledger_row(row, state, batch_id, now) for row, state in done]
             all_new = all(row["_l_event_id"] is None for row, _ in done)
@@ -259,7 +261,8 @@ class BatchWriter:
         if self.notifier is not None and updates:  # after the ledger: announce only durable state
             self.notifier.record(updates)
         for row, _ in [*done, *failed]:
-            counts.note_lag(row["tenant"], row["event_time"].replace(tzinfo=UTC), now)
+            if getattr(row, "directive", None) is None:
+                counts.note_lag(row["tenant"], row["event_time"].replace(tzinfo=UTC), now)
         counts.freshness_p50_s, counts.freshness_p95_s = freshness_percentiles(counts.freshness_samples)
 
     def _count_admission(self, admission: Admission, counts: BatchCounts) -> None:

@@ -107,6 +107,8 @@ def test_backfill_lands_unnotified_objects_updates_and_deletes_and_dry_run_chang
     rows = metrics(lake_dir)
     kit.assert_balanced(rows)
     assert sum(r["applied"] for r in rows) == 11
+    # A backfill's event time is the object's LastModified: it says nothing about freshness.
+    assert [r["freshness_p95_s"] for r in rows] == [None, None]
     assert requests_left(lake_dir) == []
     assert not (lake_dir / "_ops" / "e2e" / "leases" / "writer.json").exists()
 
