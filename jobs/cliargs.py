@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from jobs.config import SilverlineConfig, load_config
@@ -93,3 +96,31 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> SilverlineConfig
     for section, values in extra.items():
         overrides.setdefault(section, {}).update(values)
     return load_config(args.config, overrides=overrides)
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``silverline <command> [<action>]`` of the parsed arguments, for messages."""
+    return " ".join(p for p in ("silverline", args.command, getattr(args, "action", None)) if p)
+
+
+def aws_errors_exit_1(run: Command) -> Command:
+    """Decorate a command: a failed AWS request prints ``silverline <command> <action>: ...``, exit 1.
+
+    A ``ConfigError`` still reaches :func:`jobs.cli.main` (exit code 2).
+    """
+
+    @functools.wraps(run)
+    def wrapper(args: argparse.Namespace) -> int:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return run(args)
+        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
+            print(f"{command_name(args)}: AWS request failed: {exc}", file=sys.stderr)
+            return 1
+
+    return wrapper

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jobs.config import SilverlineConfig
+from jobs.ops import EVENT_COLUMNS
 from jobs.ops_writer import EVENT_FIELDS
 
 if TYPE_CHECKING:
@@ -36,11 +37,6 @@ BACKFILL = "backfill"
 REPLAY = "replay"
 FILE_EVENTS = 5000  # events per request file
 
-REQUEST_SCHEMA = (
-    "bucket STRING, key STRING, tenant STRING, dataset STRING, event_kind STRING, event_name STRING, "
-    "event_time TIMESTAMP, sequencer STRING, version_id STRING, etag STRING, size BIGINT, "
-    "event_id STRING, message_id STRING, received_at TIMESTAMP, directive STRING, expect_event_id STRING"
-)
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _SPARK_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSX"
 
@@ -114,7 +110,7 @@ class RequestInbox:
 
         base = self._store.uri
         return (
-            spark.read.schema(REQUEST_SCHEMA)
+            spark.read.schema(EVENT_COLUMNS)  # the event columns of the retry and held tables
             .option("timestampFormat", _SPARK_TIME_FORMAT)
             .json([base + name for name in names])
             .select(*EVENT_FIELDS)

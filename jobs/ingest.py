@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import threading
 import time
@@ -91,9 +90,9 @@ def _stop_on_signals(stop: threading.Event) -> contextlib.AbstractContextManager
 def _s3_client(config: SilverlineConfig) -> Any:
     if not config.objects_root.startswith("s3:"):
         return None
-    import boto3
+    from jobs.bridge.landing import s3_client_for
 
-    return boto3.client("s3", endpoint_url=config.aws.endpoint_url, region_name=config.aws.region)
+    return s3_client_for(config)
 
 
 def run_ingest(
@@ -132,12 +131,11 @@ def run_ingest(
     from jobs.quality.results import results_uri
     from jobs.quality.suites import check_suites, expectations_dir
     from jobs.reader import ObjectReader
-    from jobs.session import build_spark_session
+    from jobs.session import build_spark_session, use_utc_local_time
     from jobs.stream import ProgressRecorder, start_query
 
     stop = stop or threading.Event()
-    os.environ["TZ"] = "UTC"  # pyspark returns timestamps as naive local times: make local UTC
-    time.tzset()
+    use_utc_local_time()
     contracts = load_contracts(config.stream.datasets_file)
     check_suites(contracts, expectations_dir(config.stream.datasets_file))  # bad suites stop startup
     bridge = SqsBridge(config) if with_bridge and config.sqs.queue_url else None

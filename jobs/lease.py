@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -186,10 +187,10 @@ class WriterLease:
         if parsed.scheme == "file":
             return cls(_LocalSlot(Path(unquote(parsed.path))), role, ttl)
         if parsed.scheme in ("s3", "s3a"):
-            import boto3
+            from jobs.bridge.landing import s3_client_for
 
-            client = boto3.client("s3", region_name=config.aws.region, endpoint_url=config.aws.endpoint_url)
-            return cls(_S3Slot(client, parsed.netloc, parsed.path.lstrip("/")), role, ttl)
+            slot = _S3Slot(s3_client_for(config), parsed.netloc, parsed.path.lstrip("/"))
+            return cls(slot, role, ttl)
         raise ConfigError(f"lake.ops_root: needs a file:// or s3:// URI, got {config.ops_root!r}")
 
     def _record(self) -> bytes:
@@ -246,10 +247,8 @@ class WriterLease:
                 who = holder.owner if holder else "another process"
                 log.info("waiting for the writer lease held by %s", who)
                 last_log = time.monotonic()
-            if stop is not None and stop.wait(2.0):
+            if (stop or threading.Event()).wait(2.0):  # an unset event: a plain pause
                 return False
-            if stop is None:
-                time.sleep(2.0)
         return True
 
     def renew(self, force: bool = False) -> None:

@@ -95,10 +95,9 @@ def with_ledger_verdict(ranked_df: DataFrame, ledger_df: DataFrame) -> DataFrame
     return winners.join(ledger, ["bucket", "key"], "left").withColumn(
         "verdict",
         F.when(directed & F.col("_l_event_id").eqNullSafe(F.col("expect_event_id")), APPLY)
-        .when(directed & (F.col("_l_event_id") == F.col("event_id")), DUPLICATE)
+        .when(F.col("_l_event_id") == F.col("event_id"), DUPLICATE)
         .when(directed, STALE)
         .when(F.col("_l_event_id").isNull(), APPLY)
-        .when(F.col("_l_event_id") == F.col("event_id"), DUPLICATE)
         .when(_is_newer_than_ledger(), APPLY)
         .otherwise(STALE),
     )

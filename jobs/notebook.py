@@ -87,11 +87,9 @@ class Lake:
         The process's local time is made UTC, as the job does: pyspark hands out
         timestamps as naive local times and the session's time zone is UTC.
         """
-        from jobs.batchruns.run import utc_session_time
-        from jobs.session import build_spark_session
+        from jobs.batchruns.run import open_session
 
-        utc_session_time()
-        return build_spark_session(self.config)
+        return open_session(self.config)
 
     @property
     def bucket(self) -> str:

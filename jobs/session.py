@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import zipfile
 from collections.abc import Mapping
 from importlib import util as importlib_util
@@ -234,6 +235,12 @@ def session_settings(config: SilverlineConfig) -> dict[str, str]:
     settings.update(catalog_settings(config))
     settings.update(config.spark.conf)
     return settings
+
+
+def use_utc_local_time() -> None:
+    """Make this process's local time UTC: pyspark returns timestamps as naive local times."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
 
 
 def build_spark_session(config: SilverlineConfig, extra: Mapping[str, str] | None = None) -> SparkSession:

@@ -66,13 +66,9 @@ class LakeLister:
         if root.scheme == "file":
             self._local = Path(unquote(root.path)) / self.bucket
         elif root.scheme in ("s3", "s3a"):
-            if s3_client is None:
-                import boto3
+            from jobs.bridge.landing import s3_client_for
 
-                s3_client = boto3.client(
-                    "s3", region_name=config.aws.region, endpoint_url=config.aws.endpoint_url
-                )
-            self._s3 = s3_client
+            self._s3 = s3_client or s3_client_for(config)
         else:
             raise ConfigError(f"lake.objects_root: needs a file:// or s3:// URI, got {config.objects_root!r}")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,17 +35,11 @@ class Scope:
     dataset: str | None = None
 
 
-def utc_session_time() -> None:
-    """Pyspark returns timestamps as naive local times: make local time UTC (as the stream does)."""
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-
-
 def open_session(config: SilverlineConfig) -> SparkSession:
     """The Spark session for this configuration (the same one the writer uses)."""
-    from jobs.session import build_spark_session
+    from jobs.session import build_spark_session, use_utc_local_time
 
-    utc_session_time()
+    use_utc_local_time()
     return build_spark_session(config)
 
 
@@ -180,10 +173,8 @@ def hand_over(
             left = len(inbox.pending(request_id))
             say(f"waiting for the running writer {who} to take the request ({left} files pending)")
             last_said = time.monotonic()
-        if stop is not None and stop.wait(2.0):
+        if (stop or threading.Event()).wait(2.0):  # an unset event: a plain pause
             return 1
-        if stop is None:
-            time.sleep(2.0)
     return 0
 
 

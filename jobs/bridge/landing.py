@@ -207,6 +207,12 @@ def open_bronze_store(config: SilverlineConfig, s3_client: S3Client | None = Non
     return open_store(bronze_uri(config), config, s3_client)
 
 
+def s3_client_for(config: SilverlineConfig) -> S3Client:
+    """A boto3 S3 client for ``aws.region`` and ``aws.endpoint_url`` (e.g. moto's server)."""
+    session = boto3.session.Session()
+    return session.client("s3", region_name=config.aws.region, endpoint_url=config.aws.endpoint_url)
+
+
 def open_store(uri: str, config: SilverlineConfig, s3_client: S3Client | None = None) -> BronzeStore:
     """Open a whole-file store (durable rename locally, one PUT on S3) at ``uri``.
 
@@ -225,10 +231,5 @@ def open_store(uri: str, config: SilverlineConfig, s3_client: S3Client | None = 
     if parsed.scheme == "file":
         return LocalBronzeStore(Path(unquote(parsed.path)))
     if parsed.scheme in ("s3", "s3a"):
-        if s3_client is None:
-            session = boto3.session.Session()
-            s3_client = session.client(
-                "s3", region_name=config.aws.region, endpoint_url=config.aws.endpoint_url
-            )
-        return S3BronzeStore(parsed.netloc, parsed.path.lstrip("/"), s3_client)
+        return S3BronzeStore(parsed.netloc, parsed.path.lstrip("/"), s3_client or s3_client_for(config))
     raise ConfigError(f"lake.ops_root: needs a file:// or s3:// URI, got {config.ops_root!r}")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from jobs.bridge.sqsapi import make_sqs_client
-from jobs.cliargs import add_command, add_command_group, add_config_arguments, config_from_args
+from jobs.cliargs import (
+    add_command,
+    add_command_group,
+    add_config_arguments,
+    aws_errors_exit_1,
+    config_from_args,
+)
 from jobs.config import ConfigError, SilverlineConfig
 from jobs.dlq.moves import RedriveResult, redrive
 from jobs.dlq.peek import peek
@@ -22,8 +25,6 @@ from jobs.dlq.view import format_outcomes, json_rows, outcome_counts, text_lines
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
-
-Command = Callable[[argparse.Namespace], int]
 
 _DESCRIPTION = """\
 Look at and redrive the messages SQS moved to the tenant group's dead-letter
@@ -82,20 +83,6 @@ def _visibility(value: str) -> int:
     return number
 
 
-def guarded(run: Command) -> Command:
-    """Turn AWS errors into a message on stderr and exit code 1 (ConfigError reaches the CLI: 2)."""
-
-    @functools.wraps(run)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return run(args)
-        except (ClientError, BotoCoreError) as exc:
-            print(f"silverline dlq {args.action}: AWS request failed: {exc}", file=sys.stderr)
-            return 1
-
-    return wrapper
-
-
 def add_parser(subparsers: Any) -> None:
     """Register ``dlq`` with its actions ``inspect`` and ``redrive``.
 
@@ -119,7 +106,7 @@ def add_parser(subparsers: Any) -> None:
     _common(inspect, visibility_default=60)
     inspect.add_argument("--limit", type=_positive, default=10, metavar="N", help="messages (default 10)")
     inspect.add_argument("--json", action="store_true", help="JSON lines, one per record")
-    inspect.set_defaults(func=guarded(run_inspect))
+    inspect.set_defaults(func=aws_errors_exit_1(run_inspect))
 
     move = add_command(
         actions,
@@ -131,7 +118,7 @@ def add_parser(subparsers: Any) -> None:
     _common(move, visibility_default=300)
     move.add_argument("--limit", type=_positive, metavar="N", help="move at most N messages (default: all)")
     move.add_argument("--dry-run", action="store_true", help="only list what would move; change nothing")
-    move.set_defaults(func=guarded(run_redrive))
+    move.set_defaults(func=aws_errors_exit_1(run_redrive))
 
 
 def _common(parser: argparse.ArgumentParser, *, visibility_default: int) -> None:

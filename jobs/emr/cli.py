@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
-from jobs.cliargs import add_command, add_command_group, add_config_arguments, config_from_args
+from jobs.cliargs import (
+    add_command,
+    add_command_group,
+    add_config_arguments,
+    aws_errors_exit_1,
+    config_from_args,
+)
 from jobs.config import SilverlineConfig
 
 _DESCRIPTION = """\
@@ -91,10 +94,6 @@ def add_parser(subparsers: Any) -> None:
     schedule.add_argument("--timezone", default="UTC", help="ScheduleExpressionTimezone (default UTC)")
 
 
-def _config(args: argparse.Namespace) -> SilverlineConfig:
-    return config_from_args(args)
-
-
 def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
@@ -103,33 +102,17 @@ def run_render(args: argparse.Namespace) -> int:
     """``silverline emr render``."""
     from jobs.emr.submit import render
 
-    _print(render(_config(args), args.job, args.job_args))
+    _print(render(config_from_args(args), args.job, args.job_args))
     return 0
 
 
-def _aws_calls(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A failed AWS call ends the action with its message and exit code 1."""
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return func(args)
-        except (BotoCoreError, ClientError) as exc:
-            print(f"silverline emr {args.action}: AWS call failed: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
-@_aws_calls
+@aws_errors_exit_1
 def run_deploy_stream(args: argparse.Namespace) -> int:
     """``silverline emr deploy-stream``: submit the stream unless one of ours is unfinished."""
     from jobs.control import clear_stop, stop_requested
     from jobs.emr.submit import running, submit
 
-    config = _config(args)
+    config = config_from_args(args)
     found = running(config, "stream")
     if found:
         ids = ", ".join(f"{j.id} ({j.state})" for j in found)
@@ -142,13 +125,13 @@ def run_deploy_stream(args: argparse.Namespace) -> int:
     return 0
 
 
-@_aws_calls
+@aws_errors_exit_1
 def run_stop_stream(args: argparse.Namespace) -> int:
     """``silverline emr stop-stream``: the stop marker, a graceful wait, then cancellation."""
     from jobs.control import request_stop
     from jobs.emr.submit import cancel, running
 
-    config = _config(args)
+    config = config_from_args(args)
     uri = request_stop(config, "silverline emr stop-stream")
     print(f"stop requested ({uri}); the driver stops after its current micro-batch")
     deadline = time.monotonic() + args.wait
@@ -187,7 +170,7 @@ def last_batch(config: SilverlineConfig) -> dict[str, Any] | None:
 _BATCH_KEYS = ("batch_id", "finished_at", "records_in", "applied", "parked", "quarantined", "freshness_p95_s")
 
 
-@_aws_calls
+@aws_errors_exit_1
 def run_status(args: argparse.Namespace) -> int:
     """``silverline emr status``."""
     from jobs.control import stop_requested
@@ -195,7 +178,7 @@ def run_status(args: argparse.Namespace) -> int:
     from jobs.handoff import RequestInbox
     from jobs.lease import WriterLease
 
-    config = _config(args)
+    config = config_from_args(args)
     holder = WriterLease.for_config(config, "status").holder()
     lease = (
         None
@@ -216,21 +199,21 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-@_aws_calls
+@aws_errors_exit_1
 def run_submit_backfill(args: argparse.Namespace) -> int:
     """``silverline emr submit-backfill``."""
     from jobs.emr.submit import submit
 
-    print(f"submitted the backfill: {submit(_config(args), 'backfill', args.job_args)}")
+    print(f"submitted the backfill: {submit(config_from_args(args), 'backfill', args.job_args)}")
     return 0
 
 
-@_aws_calls
+@aws_errors_exit_1
 def run_schedule(args: argparse.Namespace) -> int:
     """``silverline emr schedule-backfill``."""
     from jobs.emr.submit import job_name, put_schedule, schedule_request, submission
 
-    config = _config(args)
+    config = config_from_args(args)
     name = args.name or job_name(config, "backfill")
     sub = submission(config, "backfill", args.job_args)
     request = schedule_request(config, name, args.cron, sub, timezone=args.timezone)

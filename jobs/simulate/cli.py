@@ -15,6 +15,7 @@ from urllib.request import url2pathname
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jobs.bridge.landing import s3_client_for
 from jobs.cliargs import add_command, add_config_arguments, config_from_args
 from jobs.config import ConfigError, SilverlineConfig
 from jobs.simulate.s3api import run_s3_api
@@ -164,7 +165,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             create_group(sqs, args.create_queue).queue_url if args.create_queue else config.sqs.queue_url
         )
         if args.mode == "s3-api" and queue_url:
-            s3 = boto3.client("s3", endpoint_url=config.aws.endpoint_url, region_name=config.aws.region)
+            s3 = s3_client_for(config)
             truth = run_s3_api(s3, sqs, spec.bucket, queue_arn(sqs, queue_url), spec)
             truth.save(truth_path)
         elif lake is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from jobs.cliargs import add_command, add_command_group, add_config_arguments
+from jobs.cliargs import Command, add_command, add_command_group, add_config_arguments
 from jobs.tenants import commands
 from jobs.tenants.upload import MAX_PRESIGN_SECONDS
 
@@ -60,7 +60,7 @@ exit codes: 0 uploaded; 1 an AWS request failed; 2 bad arguments, unknown or ina
 """
 
 
-_ACTIONS: tuple[tuple[str, str, commands.Command, str | None], ...] = (
+_ACTIONS: tuple[tuple[str, str, Command, str | None], ...] = (
     (
         "create-tenant",
         "register a tenant (kept as it is if it exists; an offboarded one is onboarded again)",
@@ -93,7 +93,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", metavar="URL", help="AWS endpoint, e.g. moto's (aws.endpoint_url)")
 
 
-def _action(actions: Any, name: str, summary: str, func: commands.Command) -> argparse.ArgumentParser:
+def _action(actions: Any, name: str, summary: str, func: Command) -> argparse.ArgumentParser:
     description = summary[0].upper() + summary[1:] + "."
     parser = add_command(actions, name, summary=summary, description=description, epilog=_EPILOG)
     _common(parser)

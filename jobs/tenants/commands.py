@@ -12,17 +12,14 @@ import functools
 import json
 import shlex
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import BotoCoreError, ClientError
 
-from jobs.cliargs import config_from_args
+from jobs.cliargs import Command, aws_errors_exit_1, command_name, config_from_args
 from jobs.config import ConfigError, SilverlineConfig
 from jobs.tenants import output
 from jobs.tenants.bucket import CREATED, ProvisionError
@@ -59,7 +56,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MiB = 1024 * 1024
-Command = Callable[[argparse.Namespace], int]
 
 
 def guarded(run: Command) -> Command:
@@ -67,20 +63,16 @@ def guarded(run: Command) -> Command:
 
     @functools.wraps(run)
     def wrapper(args: argparse.Namespace) -> int:
-        name = " ".join(p for p in ("silverline", args.command, getattr(args, "action", None)) if p)
         try:
             return run(args)
         except (RegistryError, UploadError) as exc:
-            print(f"{name}: {exc}", file=sys.stderr)
+            print(f"{command_name(args)}: {exc}", file=sys.stderr)
             return 2
         except (ProvisionError, PurgeError) as exc:
-            print(f"{name}: {exc}", file=sys.stderr)
-            return 1
-        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
-            print(f"{name}: AWS request failed: {exc}", file=sys.stderr)
+            print(f"{command_name(args)}: {exc}", file=sys.stderr)
             return 1
 
-    return wrapper
+    return aws_errors_exit_1(wrapper)
 
 
 class Context:
