@@ -111,6 +111,11 @@ class BridgeConfig(_Section):
     )
     flush_interval_seconds: float = Field(default=5.0, gt=0)
     max_consecutive_errors: int = Field(default=10, ge=1)
+    sqs_transport: Literal["direct", "boto3"] = Field(
+        default="direct",
+        description="direct: the bridge's lean SQS JSON-protocol client (a third of botocore's CPU per "
+        "request); boto3: botocore's client",
+    )
 
 
 class StreamConfig(_Section):

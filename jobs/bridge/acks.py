@@ -12,15 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 from jobs.bridge.holding import HeldMessage, Holding
 from jobs.bridge.metrics import BridgeMetrics
 from jobs.bridge.retry import CALL_ERRORS, FailureGate, PartialBatchError
-from jobs.bridge.sqsapi import change_visibility_batch, chunks, delete_batch
-
-if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
+from jobs.bridge.sqsapi import SqsCalls, change_visibility_batch, chunks, delete_batch
 
 
 class Acknowledger:
@@ -28,7 +24,7 @@ class Acknowledger:
 
     def __init__(
         self,
-        client: SQSClient,
+        client: SqsCalls,
         queue_url: str,
         *,
         holding: Holding,

@@ -27,12 +27,11 @@ from jobs.bridge.metrics import BridgeMetrics, MetricsSnapshot
 from jobs.bridge.receiver import Receiver
 from jobs.bridge.records import default_bridge_id
 from jobs.bridge.retry import CALL_ERRORS, BridgeError, FailureGate, RetryPolicy
-from jobs.bridge.sqsapi import make_sqs_client, queue_backlog
+from jobs.bridge.sqsapi import SqsCalls, make_bridge_client, queue_backlog
 from jobs.config import ConfigError, SilverlineConfig
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class SqsBridge:
     def __init__(
         self,
         config: SilverlineConfig,
-        sqs_client: SQSClient | None = None,
+        sqs_client: SqsCalls | None = None,
         store: BronzeStore | None = None,
         *,
         s3_client: S3Client | None = None,
@@ -61,7 +60,8 @@ class SqsBridge:
 
         Args:
             config: The job configuration (``sqs``, ``bridge``, ``aws``, ``lake``).
-            sqs_client: Optional SQS client (default: one for ``config.sqs_endpoint_url``).
+            sqs_client: Optional SQS client, e.g. a boto3 one (default: see
+                :func:`~jobs.bridge.sqsapi.make_bridge_client`).
             store: Optional bronze store (default: ``<config.ops_root>bronze/``).
             s3_client: Optional S3 client for the default store on an ``s3://`` ops root.
             bridge_id: Names this process in bronze lines and file names.
@@ -77,7 +77,8 @@ class SqsBridge:
             )
         self._cfg = config.bridge
         self._queue_url = config.sqs.queue_url
-        self._sqs = sqs_client if sqs_client is not None else make_sqs_client(config)
+        self._owns_client = sqs_client is None
+        self._sqs = sqs_client if sqs_client is not None else make_bridge_client(config)
         self._store = store if store is not None else open_bronze_store(config, s3_client)
         self.bridge_id = bridge_id or default_bridge_id()
         endpoint = getattr(getattr(self._sqs, "meta", None), "endpoint_url", None)
@@ -202,6 +203,8 @@ class SqsBridge:
             self._finished.set()
             self._workers[1].join()
             self._acks.close()
+            if self._owns_client:
+                self._sqs.close()
             self._state = "stopped"
             log.info("bridge %s stopped: %s", self.bridge_id, self.metrics().log_line())
         self._gate.raise_if_failed()

@@ -32,6 +32,9 @@ example (local, moto's server on port 5000):
       --queue-url http://127.0.0.1:5000/123456789012/demo-events --until-empty
 
 tuning: SILVERLINE__BRIDGE__RECEIVERS=8, SILVERLINE__BRIDGE__FLUSH_INTERVAL_SECONDS=2, ...
+SILVERLINE__BRIDGE__SQS_TRANSPORT=boto3 sends the SQS calls through botocore instead
+of the bridge's lean client (about 3x the CPU per request; behind an HTTP proxy
+botocore is used anyway).
 exit codes: 0 stopped cleanly or queue drained; 1 gave up (SQS or the store kept
 failing; nothing is lost); 2 invalid configuration (e.g. no queue URL).
 On exit the final metrics are printed to stdout as one JSON object.

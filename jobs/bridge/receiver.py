@@ -11,11 +11,10 @@ from jobs.bridge.holding import HeldMessage, Holding
 from jobs.bridge.metrics import BridgeMetrics
 from jobs.bridge.records import bronze_record, encode_line, iso_utc_ms
 from jobs.bridge.retry import CALL_ERRORS, FailureGate
-from jobs.bridge.sqsapi import receive
+from jobs.bridge.sqsapi import SqsCalls, receive
 from jobs.config import BridgeConfig
 
 if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 
@@ -25,7 +24,7 @@ class Receiver:
     def __init__(
         self,
         index: int,
-        client: SQSClient,
+        client: SqsCalls,
         queue_url: str,
         *,
         settings: BridgeConfig,
