@@ -1,23 +1,33 @@
-"""Benchmark: bronze -> committed silver, end to end, small CSV files across tenants.
+"""Benchmark (a): bronze -> committed silver, end to end, small CSV files across tenants.
 
-Writes N small orders CSV files (about 50 rows each) for T tenants into a fresh
-local lake, lands one S3 notification per file in the bronze log (as the SQS
-bridge would), then runs `silverline stream --no-bridge --trigger available-now`
-in its own process and reads the batch metrics it wrote.
+Two modes, each running ``silverline stream --no-bridge`` in its own process:
 
-    .venv/bin/python bench/stream_e2e.py --files 3000 --tenants 10
+``backlog`` (default)
+    N files for T tenants are uploaded and their notifications landed in bronze
+    before the job starts; the job drains them with ``--trigger available-now`` in
+    micro-batches of ``--max-files-per-trigger`` bronze files. Reports events/s
+    inside batches, sustained events/s (from the second batch's start to the last
+    batch's end, so JVM start and the first batch's warm-up are out), and where
+    the batch time goes (phases).
 
-Prints the figures and writes them to bench/results/stream_e2e.json.
+``--rate R --duration S``
+    The job runs with ``--trigger interval=<I>s``; a feeder lands R notifications
+    per second for S seconds (event time = landing time), then the job is stopped
+    with the stop marker once it has caught up. Freshness is exact: for every
+    object, the ledger's commit time minus its event time (p50/p95/max).
+
+    python bench/stream_e2e.py --files 15000 --tenants 10 --max-files-per-trigger 50
+    python bench/stream_e2e.py --rate 1000 --duration 120 --tenants 10
+
+Prints the figures and writes bench/results/stream_e2e[_rate].json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
-import hashlib
-import json
-import os
-import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,140 +35,161 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-PROJECT = Path(__file__).resolve().parents[1]
-BUCKET = "bench-lake"
-GROUP = "bench"
+import benchkit as kit
 
 
-def orders_csv(rng: random.Random, n_rows: int, file_no: int) -> bytes:
-    lines = ["order_id,customer_id,amount,currency,order_ts"]
-    for i in range(n_rows):
-        ts = dt.datetime(2024, 3, 1 + i % 5, rng.randint(0, 23), rng.randint(0, 59), tzinfo=dt.UTC)
-        lines.append(f"{file_no * 1000 + i},c{rng.randint(1, 500)},{rng.randint(100, 99999) / 100:.2f},EUR,"
-                     f"{ts.strftime('%Y-%m-%dT%H:%M:%SZ')}")  # fmt: skip
-    return ("\n".join(lines) + "\n").encode()
-
-
-def notification(key: str, data: bytes, sequencer: int, when: dt.datetime) -> str:
-    record = {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-        "eventName": "ObjectCreated:Put",
-        "s3": {
-            "bucket": {"name": BUCKET},
-            "object": {
-                "key": key,
-                "size": len(data),
-                "eTag": hashlib.md5(data).hexdigest(),
-                "sequencer": f"{sequencer:018X}",
-            },
-        },
-    }
-    return json.dumps({"Records": [record]})
-
-
-def build(lake: Path, files: int, tenants: int, rows: int, per_bronze_file: int) -> None:
-    rng = random.Random(42)
-    now = dt.datetime.now(dt.UTC)
-    lines = []
-    for n in range(files):
-        key = f"tenant{n % tenants:03d}/raw/orders/2024/03/{n:06d}.csv"
-        data = orders_csv(rng, rows, n)
-        path = lake / BUCKET / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        body = notification(key, data, 0x5500000000000000 + n, now)
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        line = {"message_id": f"m-{n}", "queue_url": "bench", "body": body, "received_at": stamp}
-        line.update({"receive_count": 1, "sent_at": stamp, "bridge_id": "bench"})
-        lines.append(json.dumps(line))
-    bronze = lake / "_ops" / GROUP / "bronze" / f"dt={now:%Y-%m-%d}"
-    bronze.mkdir(parents=True, exist_ok=True)
-    for start in range(0, len(lines), per_bronze_file):
-        (bronze / f"{start:09d}-bench.jsonl").write_text(
-            "\n".join(lines[start : start + per_bronze_file]) + "\n"
-        )
-
-
-def write_config(tmp: Path, lake: Path, max_files: int) -> Path:
-    config = {
-        "group": {"name": GROUP, "bucket": BUCKET},
-        "lake": {"root": str(lake)},
-        "stream": {
-            "datasets_file": str(PROJECT / "conf" / "datasets.yaml"),
-            "max_files_per_trigger": max_files,
-        },
-        "spark": {"master": "local[2]", "defaults_file": str(PROJECT / "conf" / "spark" / "local.conf")},
-    }
-    path = tmp / "bench.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def read_metrics(lake: Path) -> list[dict[str, Any]]:
-    from pyiceberg.table import StaticTable
-
-    table_dir = lake / "_ops" / GROUP / "tables" / "ops" / "batch_metrics" / "metadata"
-    latest = max(table_dir.glob("v*.metadata.json"), key=lambda p: int(p.name.split(".")[0][1:]))
-    return StaticTable.from_metadata(str(latest)).scan().to_arrow().to_pylist()
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--files", type=int, default=3000)
-    parser.add_argument("--tenants", type=int, default=10)
-    parser.add_argument("--rows", type=int, default=50)
-    parser.add_argument("--per-bronze-file", type=int, default=100, help="messages per bronze file")
-    parser.add_argument("--max-files-per-trigger", type=int, default=10, help="bronze files per micro-batch")
-    parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "stream_e2e.json"))
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="silverline-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        lake = tmp / "lake"
-        build(lake, args.files, args.tenants, args.rows, args.per_bronze_file)
-        config = write_config(tmp, lake, args.max_files_per_trigger)
-        cmd = [sys.executable, "-m", "jobs", "--log-level", "WARNING", "stream", "--config", str(config),
-               "--no-bridge", "--trigger", "available-now"]  # fmt: skip
-        started = time.perf_counter()
-        done = subprocess.run(cmd, env={**os.environ}, capture_output=True, text=True, check=False)
-        wall = time.perf_counter() - started
-        if done.returncode != 0:
-            print(done.stderr[-3000:], file=sys.stderr)
-            return 1
-        rows = read_metrics(lake)
-    batch_seconds = sum((r["finished_at"] - r["started_at"]).total_seconds() for r in rows)
+def backlog(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Drain a landed backlog; figures from the batch metrics."""
+    lake = tmp / "lake"
+    kit.build_backlog(lake, args.files, args.tenants, args.rows, args.per_bronze_file)
+    config = kit.write_config(tmp, lake, args.max_files_per_trigger)
+    wall = kit.run_job(config, log_path=Path(args.job_log) if args.job_log else None)
+    rows = kit.read_metrics(lake)
     applied = sum(r["applied"] for r in rows)
-    result = {
-        "command": "python bench/stream_e2e.py " + " ".join(sys.argv[1:]),
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    in_batches = sum(kit.batch_seconds(r) for r in rows)
+    result: dict[str, Any] = {
+        "mode": "backlog",
         "files": args.files,
         "tenants": args.tenants,
         "rows_per_file": args.rows,
+        "events_per_batch": args.max_files_per_trigger * args.per_bronze_file,
         "batches": len(rows),
         "applied_events": applied,
         "rows_written": sum(r["rows_written"] for r in rows),
         "wall_seconds_incl_jvm_start": round(wall, 1),
-        "batch_seconds": round(batch_seconds, 1),
-        "events_per_s_in_batches": round(applied / batch_seconds, 1) if batch_seconds else None,
+        "batch_seconds": round(in_batches, 1),
+        "events_per_s_in_batches": round(applied / in_batches, 1) if in_batches else None,
         "events_per_s_wall": round(applied / wall, 1),
-        "freshness_p95_s_max_over_batches": max((r["freshness_p95_s"] or 0) for r in rows),
-        "all_batches_balanced": all(json.loads(r["details"])["balanced"] for r in rows),
-        "phase_seconds": {
-            k: round(sum(json.loads(r["details"])["phase_seconds"].get(k, 0) for r in rows), 1)
-            for k in ("parse", "judge", "read", "validate", "commit", "ledger")
-        },
+        "all_batches_balanced": all(r["details"]["balanced"] for r in rows),
+        "phase_seconds": kit.phase_seconds(rows),
+        "batch_seconds_each": [round(kit.batch_seconds(r), 2) for r in rows],
     }
-    result["validation_share_of_batch_time"] = (
-        round(result["phase_seconds"]["validate"] / batch_seconds, 3) if batch_seconds else None
+    if len(rows) > 1:
+        later = rows[1:]
+        span = (later[-1]["finished_at"] - later[0]["started_at"]).total_seconds()
+        result["sustained_events_per_s"] = round(sum(r["applied"] for r in later) / span, 1)
+        result["sustained_files_per_s"] = round(sum(r["files_read"] for r in later) / span, 1)
+        result["phase_seconds_after_first_batch"] = kit.phase_seconds(later)
+    return result
+
+
+def read_ledger(lake: Path) -> list[dict[str, Any]]:
+    """The ledger's rows (object, event time, commit time), read with pyiceberg."""
+    from pyiceberg.table import StaticTable
+
+    table_dir = lake / "_ops" / kit.GROUP / "tables" / "ops" / "ledger" / "metadata"
+    latest = max(table_dir.glob("v*.metadata.json"), key=lambda p: int(p.name.split(".")[0][1:]))
+    table = StaticTable.from_metadata(str(latest)).scan(selected_fields=("key", "event_time", "updated_at"))
+    rows: list[dict[str, Any]] = table.to_arrow().to_pylist()
+    return rows
+
+
+def wait_for(path: Path, text: str, timeout: float, job: subprocess.Popen[str]) -> None:
+    """Wait until ``text`` appears in the job's log file."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        if job.poll() is not None:
+            raise RuntimeError(f"the job exited early:\n{path.read_text()[-3000:]}")
+        time.sleep(0.5)
+    raise RuntimeError(f"no {text!r} in the job's log after {timeout:.0f}s")
+
+
+def steady_rate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Feed R events/s for S seconds into a running job; exact freshness from the ledger."""
+    from jobs.config import load_config
+    from jobs.control import request_stop
+
+    lake = tmp / "lake"
+    total = args.rate * args.duration
+    objects = kit.write_objects(lake, total, args.tenants, args.rows)
+    config_path = kit.write_config(tmp, lake, args.max_files_per_trigger)
+    log_path = Path(args.job_log) if args.job_log else tmp / "job.log"
+    with log_path.open("w") as log_file:
+        cmd = kit.job_command(config_path, f"interval={args.interval}s", "INFO")
+        job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
+        try:
+            wait_for(log_path, "ingest query", 180, job)
+            fed_from = time.monotonic()
+            for second in range(args.duration):  # one bronze file per second, R events each
+                due = fed_from + second
+                time.sleep(max(0.0, due - time.monotonic()))
+                now = dt.datetime.now(dt.UTC)
+                chunk = objects[second * args.rate : (second + 1) * args.rate]
+                kit.land(lake, chunk, second * args.rate, now, f"{second:09d}-feed.jsonl")
+            fed_seconds = time.monotonic() - fed_from
+            applied = wait_until_applied(lake, total, args.drain_timeout)
+            request_stop(load_config(str(config_path)), reason="benchmark done")
+            job.wait(timeout=120)
+        finally:
+            if job.poll() is None:
+                job.kill()
+    ledger = read_ledger(lake)
+    delays = sorted((r["updated_at"] - r["event_time"]).total_seconds() for r in ledger)
+    rows = kit.read_metrics(lake)
+    return {
+        "mode": "rate",
+        "rate_events_per_s": args.rate,
+        "duration_s": args.duration,
+        "feed_seconds": round(fed_seconds, 1),
+        "tenants": args.tenants,
+        "trigger_interval_s": args.interval,
+        "events_fed": total,
+        "events_applied": applied,
+        "batches": len(rows),
+        "freshness_s": {
+            "p50": round(_rank(delays, 0.50), 2),
+            "p95": round(_rank(delays, 0.95), 2),
+            "max": round(delays[-1], 2),
+            "mean": round(statistics.fmean(delays), 2),
+        },
+        "batch_seconds_median": round(statistics.median(kit.batch_seconds(r) for r in rows), 2),
+        "phase_seconds": kit.phase_seconds(rows),
+        "all_batches_balanced": all(r["details"]["balanced"] for r in rows),
+    }
+
+
+def wait_until_applied(lake: Path, total: int, timeout: float) -> int:
+    """Poll the batch metrics until every fed event is applied (or time is up); returns the count."""
+    deadline = time.monotonic() + timeout
+    applied = 0
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ValueError, OSError):  # no metrics yet, or a commit in flight
+            applied = sum(r["applied"] for r in kit.read_metrics(lake))
+        if applied >= total:
+            return applied
+        time.sleep(2)
+    return applied
+
+
+def _rank(ordered: list[float], p: float) -> float:
+    return ordered[max(0, int(-(-p * len(ordered) // 1)) - 1)]
+
+
+def main() -> int:
+    """Run one mode and write its figures."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    print(json.dumps(result, indent=2))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    parser.add_argument("--files", type=int, default=15000, help="backlog: files uploaded before the start")
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--rows", type=int, default=50, help="rows per CSV file")
+    parser.add_argument("--per-bronze-file", type=int, default=100, help="backlog: messages per bronze file")
+    parser.add_argument("--max-files-per-trigger", type=int, default=50, help="bronze files per micro-batch")
+    parser.add_argument("--rate", type=int, help="steady mode: events per second fed while the job runs")
+    parser.add_argument("--duration", type=int, default=120, help="steady mode: seconds of feeding")
+    parser.add_argument("--interval", type=int, default=5, help="steady mode: trigger interval in seconds")
+    parser.add_argument("--drain-timeout", type=float, default=300, help="steady mode: wait after feeding")
+    parser.add_argument("--job-log", help="keep the job's log (level INFO) in this file")
+    parser.add_argument("--out", help="where the JSON goes (default bench/results/stream_e2e[_rate].json)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="silverline-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        result = steady_rate(args, tmp) if args.rate else backlog(args, tmp)
+    result = {"command": kit.command_line(), "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+              **result, "machine": kit.machine()}  # fmt: skip
+    kit.save("stream_e2e_rate" if args.rate else "stream_e2e", result, args.out)
     return 0
 
 

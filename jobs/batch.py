@@ -67,6 +67,7 @@ class BatchWriter:
         self.notifier = notifier  # downstream "table updated" messages (None: not configured)
         self._nothing_held_at: tuple[int | None, int] | None = None  # (held snapshot, gate version)
         self.inbox = RequestInbox.for_config(config)  # events handed over by backfill / replay runs
+        self.planner.staging.clear()  # rows a crashed writer staged: its batch is replayed from bronze
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (the ``foreachBatch`` contract)."""
@@ -194,15 +195,18 @@ class BatchWriter:
         to_apply = [r for r in admission.apply if r["dataset"] in self.contracts]
         unknown = [r for r in admission.apply if r["dataset"] not in self.contracts]
         quarantine: list[tuple[Row, str, str | None]] = [(r, "unknown_dataset", None) for r in unknown]
-        plan, verdicts = self.planner.plan(to_apply, batch_id, counts, quarantine)
-        with counts.phase("commit"):
-            results = commit_changes(
-                self.spark,
-                [planned.change for planned in plan.values()],
-                batch_id=batch_id,
-                query_id=self.query_id,
-                max_workers=self.config.stream.commit_threads,
-            )
+        try:
+            plan, verdicts = self.planner.plan(to_apply, batch_id, counts, quarantine)
+            with counts.phase("commit"):
+                results = commit_changes(
+                    self.spark,
+                    [planned.change for planned in plan.values()],
+                    batch_id=batch_id,
+                    query_id=self.query_id,
+                    max_workers=self.config.stream.commit_threads,
+                )
+        finally:
+            self.planner.staging.clear()  # the commits have read the staged rows
         with counts.phase("ledger"):
             no_table = [(r, ledger.LEDGER_QUARANTINED) for r in unknown]
             self._after_commits(plan, results, no_table, batch_id, counts, admission.deferred)

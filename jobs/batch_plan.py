@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from pyspark.sql import functions as F
 
@@ -24,7 +25,8 @@ from jobs.quality.split import FAILED_EXPECTATIONS_COLUMN as FAILED_EXPECTATIONS
 from jobs.quality.split import split_verdicts
 from jobs.reader import ObjectReader, ObjectRef, ReadOutcome
 from jobs.silver import TableChange, silver_columns
-from jobs.storage import QUARANTINE, SILVER, silver_location, table_name
+from jobs.staging import RowStaging
+from jobs.storage import QUARANTINE, silver_location, table_name
 
 if TYPE_CHECKING:
     import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
@@ -70,6 +72,7 @@ class Planner:
         self.contracts = contracts
         self.reader = reader
         self.expectations_dir = expectations_dir
+        self.staging = RowStaging.for_config(config)  # the rows' way into Spark (Parquet files)
 
     def plan(
         self, to_apply: Sequence[Row], batch_id: int, counts: BatchCounts, quarantine: list[Quarantined]
@@ -94,10 +97,15 @@ class Planner:
                 reads.append(self._read(bucket, tenant, dataset, rows, counts, quarantine))
         with counts.phase("validate"):
             verdicts = batch_quality.check([r for r, _ in reads], self.expectations_dir)
-        plan = {}
         with counts.phase("read"):
-            for read, states in reads:
-                planned = self._planned(read, states, batch_id, counts, quarantine)
+            # Handing each table's rows to Spark is a Python-side Arrow copy per table: run
+            # them side by side (the JVM half of one overlaps the Python half of another).
+            workers = max(1, min(self.config.stream.commit_threads, len(reads)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                frames = list(pool.map(lambda r: self._frames(r[0], batch_id), reads))
+            plan = {}
+            for (read, states), (good_df, bad_df) in zip(reads, frames, strict=True):
+                planned = self._planned(read, states, good_df, bad_df, counts, quarantine)
                 plan[planned.change.table] = planned
         return plan, verdicts
 
@@ -122,11 +130,27 @@ class Planner:
             states.extend(_judge_read(row, outcome, counts, quarantine))
         return batch_quality.TableRead(bucket, tenant, dataset, contract, table), states
 
+    def _frames(self, read: batch_quality.TableRead, batch_id: int) -> tuple[DataFrame, DataFrame | None]:
+        """The good rows (silver columns) and the bad rows (quarantine columns, None if none) for Spark.
+
+        The split happens in Arrow, so the common case hands Spark only the silver columns
+        (not the raw text, row numbers and verdict lists every read row carries).
+        """
+        assert read.checked is not None  # set by batch_quality.check
+        good, bad = batch_quality.split_checked(read.checked)
+        silver = [(n, t) for n, t in silver_columns(read.contract) if n not in ("_ingest_time", "_batch_id")]
+        good_df = self._spark_frame(good, silver, batch_id)  # in table order: lineage ends the row
+        bad_df = None
+        if bad.num_rows:
+            _, bad_df = split_verdicts(self._checked_df(bad, read.contract, batch_id))
+        return good_df, bad_df
+
     def _planned(
         self,
         read: batch_quality.TableRead,
         states: list[tuple[Row, str]],
-        batch_id: int,
+        good_df: DataFrame,
+        bad_df: DataFrame | None,
         counts: BatchCounts,
         quarantine: list[Quarantined],
     ) -> PlannedTable:
@@ -141,10 +165,9 @@ class Planner:
         stats = counts.table(read.tenant, read.dataset)
         stats["rows_quarantined"] = stats.get("rows_quarantined", 0) + read.bad_rows
         counts.rows_quarantined += read.bad_rows
-        good_df, bad_df = split_verdicts(self._checked_df(read, batch_id))
         names = (self.config.catalog.name, read.bucket, read.tenant, read.dataset)
         rejected = None
-        if read.bad_rows:
+        if bad_df is not None:
             rejected = TableChange(
                 table=table_name(self.config, *names[1:], QUARANTINE),
                 location=silver_location(self.config.lake.root, *names[1:], QUARANTINE),
@@ -158,7 +181,7 @@ class Planner:
             table=table_name(self.config, *names[1:]),
             location=silver_location(self.config.lake.root, *names[1:]),
             contract=read.contract,
-            rows=good_df.select(*_columns(read.contract, SILVER)),
+            rows=good_df,  # already the table's columns in order (see _frames)
             # Only objects the ledger knows as live can have rows to replace; others append.
             replace_keys=[r["key"] for r, _ in states if r["_l_state"] == ledger.LEDGER_LIVE],
             row_count=read.checked.num_rows - read.bad_rows,
@@ -166,23 +189,22 @@ class Planner:
         )
         return PlannedTable(change, states, read.tenant, read.dataset)
 
-    def _checked_df(self, read: batch_quality.TableRead, batch_id: int) -> DataFrame:
-        """The read rows with their verdicts as a Spark DataFrame (ingest time and batch id added)."""
-        quarantine = silver_columns(read.contract, QUARANTINE)
+    def _checked_df(self, checked: pa.Table, contract: DatasetContract, batch_id: int) -> DataFrame:
+        """Read rows with their verdicts as a Spark DataFrame (ingest time and batch id added)."""
+        quarantine = silver_columns(contract, QUARANTINE)
         columns = [
             (n, t) for n, t in quarantine if n not in ("_ingest_time", "_batch_id", FAILED_EXPECTATIONS)
         ]
         columns.insert(len(columns) - len(batch_quality.LINEAGE), (batch_quality.FAILED, "array<string>"))
-        assert read.checked is not None
-        arrow = read.checked.select([n for n, _ in columns])
-        frame = self.spark.createDataFrame(_pandas(arrow), schema=batch_quality.spark_schema(columns))
-        return frame.withColumn("_ingest_time", F.current_timestamp()).withColumn(
-            "_batch_id", F.lit(batch_id).cast("bigint")
-        )
+        return self._spark_frame(checked, columns, batch_id)
 
-
-def _pandas(table: pa.Table) -> Any:
-    return table.to_pandas()
+    def _spark_frame(self, table: pa.Table, columns: Sequence[tuple[str, str]], batch_id: int) -> DataFrame:
+        """``columns`` of ``table``, then ``_ingest_time`` and ``_batch_id``, as a Spark DataFrame."""
+        ingest = [
+            F.current_timestamp().alias("_ingest_time"),
+            F.lit(batch_id).cast("bigint").alias("_batch_id"),
+        ]
+        return self.staging.frame(self.spark, table, columns, label=f"batch{batch_id}", extra=ingest)
 
 
 def _columns(contract: DatasetContract, zone: str) -> list[str]:

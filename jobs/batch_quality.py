@@ -136,6 +136,12 @@ def _split(read: TableRead, failed: list[list[str]]) -> None:
     read.checked = table.append_column(FAILED, failed_array).append_column("_quarantine_reason", reasons)
 
 
+def split_checked(checked: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """``(good, bad)`` rows of a checked read: bad rows have a non-empty ``_failed``."""
+    bad_mask = pc.greater(pc.fill_null(pc.list_value_length(checked[FAILED]), 0), 0)
+    return checked.filter(pc.invert(bad_mask)), checked.filter(bad_mask)
+
+
 def quarantine_summary(read: TableRead, key: str) -> str:
     """Why an object was rejected whole: how many rows failed what (for the ops quarantine record)."""
     if read.checked is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -144,6 +145,7 @@ class ObjectReader:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self._root = objects_root
+        self._bucket_dirs: dict[str, str] = {}  # local lake: bucket -> its directory
         self._max_workers = max_workers
         self._s3: S3Client | None = None
         if objects_root.startswith("s3://"):
@@ -202,11 +204,17 @@ class ObjectReader:
         return ReadOutcome(ref, "ok", None, None, decoded.rows.num_rows, bad_rows), decoded
 
     def _fetch(self, ref: ObjectRef) -> bytes:
-        uri = object_uri(self._root, ref.bucket, ref.key)
-        if self._s3 is None:
-            bucket_dir = file_uri_to_path(object_uri(self._root, ref.bucket, ""))
-            return read_file(uri, ref.key, ref.etag, bucket_dir=bucket_dir)
-        return get_object(self._s3, uri, ref.version_id, ref.etag)
+        if self._s3 is None:  # the path is the URI's, without building and parsing a URI per file
+            bucket_dir = self._bucket_dir(ref.bucket)
+            path = os.path.join(bucket_dir, *ref.key.split("/"))
+            return read_file(path, ref.key, ref.etag, bucket_dir=bucket_dir)
+        return get_object(self._s3, object_uri(self._root, ref.bucket, ref.key), ref.version_id, ref.etag)
+
+    def _bucket_dir(self, bucket: str) -> str:
+        found = self._bucket_dirs.get(bucket)
+        if found is None:
+            found = self._bucket_dirs[bucket] = file_uri_to_path(object_uri(self._root, bucket, ""))
+        return found
 
 
 def _check_one_table(refs: Sequence[ObjectRef], contract: DatasetContract) -> None:

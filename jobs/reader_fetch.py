@@ -44,11 +44,11 @@ class UnreadableError(Exception):
         self.detail = detail
 
 
-def read_file(uri: str, key: str, etag: str | None, *, bucket_dir: str) -> bytes:
+def read_file(path: str, key: str, etag: str | None, *, bucket_dir: str) -> bytes:
     """Bytes of a lake file; a missing file is superseded, a missing bucket directory raises.
 
     Args:
-        uri: The file's ``file:`` URI.
+        path: The file's local path (``bucket_dir`` joined with the key).
         key: The object key (checked for path tricks).
         etag: The eTag the event names; checked when it is a single-part MD5.
         bucket_dir: The bucket's directory.
@@ -64,7 +64,7 @@ def read_file(uri: str, key: str, etag: str | None, *, bucket_dir: str) -> bytes
     if any(part in ("", ".", "..") for part in key.split("/")):
         raise UnreadableError("quarantined", "unsafe_key", f"key {key!r} has empty, '.' or '..' segments")
     try:
-        with open(file_uri_to_path(uri), "rb") as file:
+        with open(path, "rb") as file:
             data = file.read()
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
         if not os.path.isdir(bucket_dir):  # a wrong root must not turn every event into "superseded"

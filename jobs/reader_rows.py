@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any
 
+import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
@@ -213,7 +214,7 @@ class _RowNumbers:
     def first(self, count: int) -> pa.Array:
         numbers = self._numbers
         if count > len(numbers):
-            numbers = pa.array(range(1, max(count, 2 * len(numbers)) + 1), pa.int32())
+            numbers = pa.array(np.arange(1, max(count, 2 * len(numbers)) + 1, dtype=np.int32))
             if len(numbers) <= _CACHED_ROW_NUMBERS:
                 self._numbers = numbers
         return numbers.slice(0, count)

@@ -42,7 +42,7 @@ from jobs.snapshots import (
 from jobs.storage import QUARANTINE, SILVER
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame, DataFrameWriterV2, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_batch_id", "bigint"),
 )
 MERGE_KEY = "_merge_key"
+# Rows per write task of a plain append (see :func:`append_writer`).
+APPEND_ROWS_PER_TASK = 1_000_000
 
 # Distribution: MERGE reads only write.merge.distribution-mode (default hash), so it is
 # set explicitly. Measured on small partitioned tenant MERGEs (3 day partitions, source
@@ -242,6 +244,28 @@ def merge_sql(change: TableChange) -> str:
     )
 
 
+def append_writer(change: TableChange) -> DataFrameWriterV2:
+    """The writer of a plain append: without a shuffle when the row count is known.
+
+    A micro-batch's rows of one table are small and already in the driver's hands, so a
+    hash distribution (the table default, kept for MERGE) would only add a shuffle stage.
+    Instead the rows go to ``ceil(rows / APPEND_ROWS_PER_TASK)`` tasks with Iceberg's
+    fanout writer (one open file per partition value, no sort needed): the same one file
+    per touched partition for a small batch, without the extra stage.
+    """
+    names = [name for name, _ in silver_columns(change.contract)]
+    rows = change.rows if change.rows.columns == names else change.rows.select(*[f"`{n}`" for n in names])
+    if change.row_count is None:
+        return rows.writeTo(change.table)
+    tasks = max(1, -(-change.row_count // APPEND_ROWS_PER_TASK))
+    return (
+        rows.coalesce(tasks)
+        .writeTo(change.table)
+        .option("distribution-mode", "none")
+        .option("fanout-enabled", "true")
+    )
+
+
 class QuarantineCommitError(RuntimeError):
     """The rejected rows could not be logged, so the silver commit was not attempted."""
 
@@ -291,8 +315,7 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
     has_rows = change.row_count > 0 if change.row_count is not None else not change.rows.isEmpty()
     if not keys and not has_rows:
         return result("noop", None)
-    ensure_table(spark, change)
-    found = find_batch_snapshot(spark, change.table, batch_id=batch_id, query_id=query_id)
+    found = _existing_batch_snapshot(spark, change, batch_id=batch_id, query_id=query_id)
     if found:
         return result("skipped_replay", found)
     properties = {SNAPSHOT_QUERY_ID: query_id, SNAPSHOT_BATCH_ID: str(batch_id)}
@@ -305,11 +328,25 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
         source = merge_source(spark, change)
         with_commit_properties(spark, properties, lambda: spark.sql(merge_sql(change), source=source))
     else:  # only objects with no rows in the table yet: a plain append, no scan of the table
-        columns = [name for name, _ in silver_columns(change.contract)]
-        with_commit_properties(
-            spark, properties, lambda: change.rows.select(*columns).writeTo(change.table).append()
-        )
+        with_commit_properties(spark, properties, lambda: append_writer(change).append())
     return result("committed", find_batch_snapshot(spark, change.table, batch_id=batch_id, query_id=query_id))
+
+
+def _existing_batch_snapshot(
+    spark: SparkSession, change: TableChange, *, batch_id: int, query_id: str
+) -> BatchSnapshot | None:
+    """This batch's snapshot of the table if it has one; a missing table is created first.
+
+    One catalog load serves both questions: a table that must be created cannot hold a
+    snapshot of this batch, and an existing one needs no ``CREATE TABLE IF NOT EXISTS``.
+    """
+    try:
+        return find_batch_snapshot(spark, change.table, batch_id=batch_id, query_id=query_id)
+    except Exception as exc:
+        if not any(sign in str(exc) for sign in ("TABLE_OR_VIEW_NOT_FOUND", "NoSuchTableException")):
+            raise
+    ensure_table(spark, change)
+    return None
 
 
 def _commit_isolated(spark: SparkSession, change: TableChange, batch_id: int, query_id: str) -> CommitResult:

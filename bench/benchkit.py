@@ -1,0 +1,211 @@
+"""Shared parts of the end-to-end benchmarks: a seeded lake, bronze lines, the job, its metrics.
+
+The workload is what the simulator's tenants upload most: small orders CSV files
+(about 50 rows each) under ``<tenant>/raw/orders/``, one S3 ``ObjectCreated:Put``
+notification per file with a sequencer, landed in the bronze log exactly as the
+SQS bridge writes it. The job runs as ``silverline stream --no-bridge`` in its own
+process (its own JVM), and the figures come from the batch metrics it writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+RESULTS = PROJECT / "bench" / "results"
+BUCKET = "bench-lake"
+GROUP = "bench"
+SEQUENCER_BASE = 0x5500000000000000
+
+
+def orders_csv(rng: random.Random, n_rows: int, file_no: int) -> bytes:
+    """One orders CSV file: header and ``n_rows`` valid rows."""
+    lines = ["order_id,customer_id,amount,currency,order_ts"]
+    for i in range(n_rows):
+        ts = dt.datetime(2024, 3, 1 + i % 5, rng.randint(0, 23), rng.randint(0, 59), tzinfo=dt.UTC)
+        lines.append(f"{file_no * 1000 + i},c{rng.randint(1, 500)},{rng.randint(100, 99999) / 100:.2f},EUR,"
+                     f"{ts.strftime('%Y-%m-%dT%H:%M:%SZ')}")  # fmt: skip
+    return ("\n".join(lines) + "\n").encode()
+
+
+def stamp(when: dt.datetime) -> str:
+    """An S3-style event time: ``2024-03-01T12:00:00.000Z``."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def notification(key: str, data: bytes, sequencer: int, when: dt.datetime) -> str:
+    """The S3 notification body for one uploaded object."""
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventTime": stamp(when),
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "bucket": {"name": BUCKET},
+            "object": {
+                "key": key,
+                "size": len(data),
+                "eTag": hashlib.md5(data).hexdigest(),
+                "sequencer": f"{sequencer:018X}",
+            },
+        },
+    }
+    return json.dumps({"Records": [record]})
+
+
+def bronze_line(n: int, body: str, when: dt.datetime) -> str:
+    """One bronze log line, as the bridge lands it."""
+    line: dict[str, Any] = {"message_id": f"m-{n}", "queue_url": "bench", "body": body}
+    line["received_at"] = stamp(when)
+    line.update({"receive_count": 1, "sent_at": stamp(when), "bridge_id": "bench"})
+    return json.dumps(line)
+
+
+def object_key(n: int, tenants: int) -> str:
+    """The key of file ``n``: tenants take turns."""
+    return f"tenant{n % tenants:03d}/raw/orders/2024/03/{n:06d}.csv"
+
+
+def write_objects(lake: Path, files: int, tenants: int, rows: int) -> list[tuple[str, bytes]]:
+    """Write ``files`` seeded orders files into the lake; returns (key, bytes) in file order."""
+    rng = random.Random(42)
+    written = []
+    for n in range(files):
+        key = object_key(n, tenants)
+        data = orders_csv(rng, rows, n)
+        path = lake / BUCKET / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        written.append((key, data))
+    return written
+
+
+def bronze_dir(lake: Path, when: dt.datetime) -> Path:
+    """The bronze partition directory of a day."""
+    path = lake / "_ops" / GROUP / "bronze" / f"dt={when:%Y-%m-%d}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def land(lake: Path, objects: Sequence[tuple[str, bytes]], first: int, when: dt.datetime, name: str) -> None:
+    """Land one bronze file with a notification per object (numbered from ``first``)."""
+    lines = [
+        bronze_line(first + i, notification(key, data, SEQUENCER_BASE + first + i, when), when)
+        for i, (key, data) in enumerate(objects)
+    ]
+    target = bronze_dir(lake, when) / name
+    tmp = target.with_name("." + target.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, target)  # the file source must never see half a file
+
+
+def build_backlog(lake: Path, files: int, tenants: int, rows: int, per_bronze_file: int) -> None:
+    """Objects and their notifications, all landed before the job starts."""
+    objects = write_objects(lake, files, tenants, rows)
+    now = dt.datetime.now(dt.UTC)
+    for start in range(0, files, per_bronze_file):
+        land(lake, objects[start : start + per_bronze_file], start, now, f"{start:09d}-bench.jsonl")
+
+
+def write_config(tmp: Path, lake: Path, max_files: int, spark_conf: dict[str, str] | None = None) -> Path:
+    """The job's YAML configuration for a benchmark lake."""
+    config: dict[str, Any] = {
+        "group": {"name": GROUP, "bucket": BUCKET},
+        "lake": {"root": str(lake)},
+        "stream": {
+            "datasets_file": str(PROJECT / "conf" / "datasets.yaml"),
+            "max_files_per_trigger": max_files,
+        },
+        "spark": {"master": "local[2]", "defaults_file": str(PROJECT / "conf" / "spark" / "local.conf")},
+    }
+    if spark_conf:
+        config["spark"]["conf"] = spark_conf
+    path = tmp / "bench.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def job_command(config: Path, trigger: str, log_level: str) -> list[str]:
+    """``silverline stream --no-bridge`` in a fresh interpreter."""
+    return [sys.executable, "-m", "jobs", "--log-level", log_level, "stream", "--config", str(config),
+            "--no-bridge", "--trigger", trigger]  # fmt: skip
+
+
+def run_job(config: Path, *, log_path: Path | None = None) -> float:
+    """Run the job with ``--trigger available-now`` until the backlog is done; returns wall seconds."""
+    started = time.perf_counter()
+    level = "INFO" if log_path else "WARNING"
+    done = subprocess.run(job_command(config, "available-now", level), capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if log_path:
+        log_path.write_text(done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"the job failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return wall
+
+
+def read_metrics(lake: Path) -> list[dict[str, Any]]:
+    """Every batch-metrics row the job wrote, oldest batch first (read with pyiceberg)."""
+    from pyiceberg.table import StaticTable
+
+    table_dir = lake / "_ops" / GROUP / "tables" / "ops" / "batch_metrics" / "metadata"
+    latest = max(table_dir.glob("v*.metadata.json"), key=lambda p: int(p.name.split(".")[0][1:]))
+    rows = StaticTable.from_metadata(str(latest)).scan().to_arrow().to_pylist()
+    for row in rows:
+        row["details"] = json.loads(row["details"])
+    return sorted(rows, key=lambda r: r["started_at"])
+
+
+PHASES = ("parse", "judge", "read", "validate", "commit", "ledger")
+
+
+def phase_seconds(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Seconds per batch phase summed over batches, and ``other`` (the rest of the batch time)."""
+    phases = {k: sum(r["details"]["phase_seconds"].get(k, 0.0) for r in rows) for k in PHASES}
+    total = sum(batch_seconds(r) for r in rows)
+    phases["other"] = max(0.0, total - sum(phases.values()))
+    return {k: round(v, 2) for k, v in phases.items()}
+
+
+def batch_seconds(row: dict[str, Any]) -> float:
+    """One batch's duration."""
+    return float((row["finished_at"] - row["started_at"]).total_seconds())
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import platform
+
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "load_average": os.getloadavg()}
+
+
+def save(name: str, result: dict[str, Any], out: str | None = None) -> Path:
+    """Print ``result`` and write it to ``bench/results/<name>.json`` (or ``out``)."""
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    path = Path(out) if out else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    return path
+
+
+def command_line() -> str:
+    """How this benchmark was run, relative to the project root."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        shown = script.relative_to(PROJECT)
+    except ValueError:
+        shown = Path(script.name)
+    return " ".join(["python", str(shown), *sys.argv[1:]])

@@ -1,0 +1,278 @@
+"""Render bench/results/README.md and its plots from the benchmarks' JSON files.
+
+    python bench/report.py
+
+Only what the JSON files hold is shown, each section with the command that
+produced it; a benchmark that has not been run is listed as such.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Result = dict[str, Any]
+
+TARGET_EVENTS_PER_S = 3500
+TARGET_FRESHNESS_P95_S = 30
+TARGET_FRESHNESS_RATE = 1000
+TARGET_COMMIT_100_TABLES_S = 10
+TARGET_REQUESTS_PER_EVENT = 0.25
+TARGET_BRIDGE_MSGS_PER_S = 5000
+
+
+def load(results: Path, name: str) -> Result | None:
+    """One benchmark's JSON, or None when it has not been run."""
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def provenance(result: Result) -> str:
+    """Which command produced a result, and when."""
+    load_avg = (result.get("machine") or {}).get("load_average") or result.get("load_average_at_end")
+    where = f", load average at the end {', '.join(f'{x:.1f}' for x in load_avg)}" if load_avg else ""
+    return f"`{result['command']}` ({result['when']}{where})"
+
+
+def verdict(ok: bool | None) -> str:
+    """Met / not met / not measured."""
+    return "not measured" if ok is None else ("met" if ok else "**not met**")
+
+
+def targets(results: Path) -> str:
+    """The issue's targets against the measured figures."""
+    rows: list[list[Any]] = []
+    e2e = load(results, "stream_e2e")
+    sustained = e2e.get("sustained_events_per_s") if e2e else None
+    rows.append([f">= {TARGET_EVENTS_PER_S:,} events/s sustained end to end", f"{sustained} events/s",
+                 verdict(None if sustained is None else sustained >= TARGET_EVENTS_PER_S)])  # fmt: skip
+    rate = load(results, "stream_e2e_rate")
+    if rate:
+        p95 = rate["freshness_s"]["p95"]
+        at = rate["rate_events_per_s"]
+        ok = p95 <= TARGET_FRESHNESS_P95_S if at >= TARGET_FRESHNESS_RATE else None
+        rows.append([f"p95 freshness <= {TARGET_FRESHNESS_P95_S} s at {TARGET_FRESHNESS_RATE:,} events/s",
+                     f"p95 {p95} s at {at:,} events/s", verdict(ok) if ok is not None
+                     else f"measured at {at:,} events/s only"])  # fmt: skip
+    many = load(results, "many_tables")
+    hundred = next((r for r in many["results"] if r["tables"] == 100), None) if many else None
+    commit = hundred["commit_seconds"] if hundred else None
+    rows.append([f"a batch touching 100 tables commits in <= {TARGET_COMMIT_100_TABLES_S} s",
+                 f"{commit} s" if commit is not None else "-",
+                 verdict(None if commit is None else commit <= TARGET_COMMIT_100_TABLES_S)])  # fmt: skip
+    bridge = load(results, "bridge_capacity")
+    best = bridge_best(bridge) if bridge else None
+    if best:
+        rows.append([f"bridge >= {TARGET_BRIDGE_MSGS_PER_S:,} msgs/s on the synthetic endpoint",
+                     f"{best['msgs_per_s']:,} msgs/s ({best['label']})",
+                     verdict(best["msgs_per_s"] >= TARGET_BRIDGE_MSGS_PER_S)])  # fmt: skip
+        rows.append([f"<= {TARGET_REQUESTS_PER_EVENT} SQS requests per event",
+                     f"{best['requests_per_message']} per message",
+                     verdict(best["requests_per_message"] <= TARGET_REQUESTS_PER_EVENT)])  # fmt: skip
+    return table(["target", "measured", ""], rows)
+
+
+def bridge_best(result: Result) -> dict[str, Any] | None:
+    """The synthetic endpoint's best run: label, msgs/s, requests per message."""
+    runs = [r for r in result.get("runs", []) if r.get("endpoint") == "synthetic"]
+    if not runs:
+        return None
+    best = max(runs, key=lambda r: r["msgs_per_s"])
+    return {"label": f"{best.get('transport')} client, {best.get('receivers')} receivers", **best}
+
+
+def section_e2e(results: Path, plots: list[str]) -> str:
+    """(a) end to end."""
+    out = ["## (a) End to end: bronze -> committed silver"]
+    e2e = load(results, "stream_e2e")
+    if not e2e:
+        return out[0] + "\n\nNot run yet."
+    out.append(provenance(e2e))
+    keys = ["files", "tenants", "events_per_batch", "batches", "applied_events", "rows_written",
+            "wall_seconds_incl_jvm_start", "events_per_s_wall", "events_per_s_in_batches",
+            "sustained_events_per_s", "sustained_files_per_s", "all_batches_balanced"]  # fmt: skip
+    out.append(table(["figure", "value"], [[k, e2e.get(k)] for k in keys]))
+    phases = e2e.get("phase_seconds_after_first_batch") or e2e["phase_seconds"]
+    total = sum(phases.values()) or 1.0
+    out.append("Where the batch time goes (batches after the first, seconds summed over batches):")
+    out.append(table(["phase", "seconds", "share"],
+                     [[k, v, f"{v / total:.0%}"] for k, v in phases.items()]))  # fmt: skip
+    plots.append(plot_bars("stream_e2e_phases.png", "batch time by phase (s)", phases, results))
+    out.append("![phases](stream_e2e_phases.png)")
+    rate = load(results, "stream_e2e_rate")
+    if rate:
+        out.append("### Freshness at a steady rate")
+        out.append(provenance(rate))
+        fresh = rate["freshness_s"]
+        out.append(table(["rate (events/s)", "fed", "applied", "batches", "p50 s", "p95 s", "max s"],
+                         [[rate["rate_events_per_s"], rate["events_fed"], rate["events_applied"],
+                           rate["batches"], fresh["p50"], fresh["p95"], fresh["max"]]]))  # fmt: skip
+    return "\n\n".join(out)
+
+
+def section_many(results: Path, plots: list[str]) -> str:
+    """(c) many tenant tables."""
+    out = ["## (c) Many tenants: batch time against tables touched"]
+    many = load(results, "many_tables")
+    if not many:
+        return out[0] + "\n\nNot run yet."
+    out.append(provenance(many))
+    rows = [[r["tables"], r["files_per_table"], r["batch_seconds"], r["commit_seconds"],
+             r["commit_seconds_per_table"], r["first_batch_seconds_creating_tables"]]
+            for r in many["results"]]  # fmt: skip
+    out.append(table(["tables", "files/table", "batch s", "commit s", "commit s/table",
+                      "first batch s (creates tables)"], rows))  # fmt: skip
+    series = {"batch s": [(r["tables"], r["batch_seconds"]) for r in many["results"]],
+              "commit s": [(r["tables"], r["commit_seconds"]) for r in many["results"]]}  # fmt: skip
+    plots.append(plot_lines("many_tables.png", "tables touched", "seconds", series, results, log_x=True))
+    out.append("![many tables](many_tables.png)")
+    return "\n\n".join(out)
+
+
+def section_bridge(results: Path, plots: list[str]) -> str:
+    """(b) the SQS bridge."""
+    out = ["## (b) SQS bridge capacity"]
+    bridge = load(results, "bridge_capacity")
+    if not bridge:
+        return out[0] + "\n\nNot run yet."
+    out.append(provenance(bridge))
+    rows = [
+        [r["endpoint"], r.get("transport", ""), r.get("receivers"), r.get("messages"), r.get("msgs_per_s"),
+         r.get("requests_per_message", r.get("bridge_requests_per_message")),
+         all(v for v in (r.get("conservation") or {}).values() if isinstance(v, bool))]
+        for r in bridge.get("runs", [])
+    ]  # fmt: skip
+    out.append(table(["endpoint", "SQS client", "receivers", "messages", "msgs/s", "SQS requests/msg",
+                      "conserved"], rows))  # fmt: skip
+    return "\n\n".join(out)
+
+
+def section_sizes(results: Path, plots: list[str]) -> str:
+    """(d) file sizes."""
+    out = ["## (d) File sizes from 5 KB to 500 MB"]
+    sizes = load(results, "file_sizes")
+    if not sizes:
+        return out[0] + "\n\nNot run yet."
+    out.append(provenance(sizes))
+    rows = []
+    reader_series, spark_series = [], []
+    for label, r in sizes["results"].items():
+        reader, spark = r.get("objectreader") or {}, r.get("spark") or {}
+        mb = r["bytes"] / 1e6
+        rss_mb = round(reader.get("peak_rss_growth_bytes", 0) / 1e6, 1)
+        rows.append([label, r["rows"], reader.get("best_s"), reader.get("first_read_s"),
+                     reader.get("mb_per_s"), rss_mb, spark.get("best_s"), spark.get("mb_per_s"),
+                     reader.get("error") or spark.get("error") or ""])  # fmt: skip
+        if reader.get("mb_per_s"):
+            reader_series.append((mb, reader["mb_per_s"]))
+        if spark.get("mb_per_s"):
+            spark_series.append((mb, spark["mb_per_s"]))
+    out.append(table(["size", "rows", "ObjectReader s (best)", "first read s", "MB/s", "peak RSS growth MB",
+                      "Spark CSV s", "Spark MB/s", "error"], rows))  # fmt: skip
+    series = {"ObjectReader": reader_series, "Spark CSV reader": spark_series}
+    plots.append(plot_lines("file_sizes.png", "file size (MB)", "MB/s", series, results, log_x=True))
+    out.append("![file sizes](file_sizes.png)")
+    return "\n\n".join(out)
+
+
+def section_baseline(results: Path, plots: list[str]) -> str:
+    """(e) Spark's reader against silverline's, same run."""
+    out = ["## (e) Spark's file reader against silverline's, side by side"]
+    base = load(results, "reader_baseline")
+    if not base:
+        return out[0] + "\n\nNot run yet."
+    out.append(provenance(base))
+    rows = [[name, r.get("files_per_s_best"), r.get("files_per_s_median"), r.get("files_per_cpu_s_best")]
+            for name, r in base["results"].items()]  # fmt: skip
+    out.append(table(["reader", "files/s best", "files/s median", "files per CPU-second"], rows))
+    ratios = [[name, r["best"], r["median"]] for name, r in base["ratios"].items()]
+    out.append("Ratios measured in the same run:")
+    out.append(table(["ratio", "best", "median"], ratios))
+    return "\n\n".join(out)
+
+
+def plot_bars(name: str, title: str, values: dict[str, float], results: Path) -> str:
+    """A bar chart; returns the file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(list(values), list(values.values()))
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(results / name, dpi=90)
+    plt.close(fig)
+    return name
+
+
+def plot_lines(
+    name: str,
+    x_label: str,
+    y_label: str,
+    series: dict[str, list[tuple[float, float]]],
+    results: Path,
+    *,
+    log_x: bool = False,
+) -> str:
+    """A line chart of (x, y) series; returns the file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, points in series.items():
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(results / name, dpi=90)
+    plt.close(fig)
+    return name
+
+
+SECTIONS: tuple[Callable[[Path, list[str]], str], ...] = (
+    section_e2e,
+    section_bridge,
+    section_many,
+    section_sizes,
+    section_baseline,
+)
+
+
+def render(results: Path) -> Path:
+    """Write ``results/README.md`` (and the plots); returns its path."""
+    plots: list[str] = []
+    parts = [
+        "# Benchmark results",
+        "Rendered by `python bench/report.py` from the JSON files next to this one; "
+        "`python bench/run_all.py` runs every benchmark and renders it. Local mode, "
+        "`local[2]`; each section names the command that produced it.",
+        "## Targets",
+        targets(results),
+        *(section(results, plots) for section in SECTIONS),
+    ]
+    path = results / "README.md"
+    path.write_text("\n\n".join(parts) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    print(render(Path(__file__).resolve().parent / "results"))
+    sys.exit(0)
