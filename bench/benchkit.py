@@ -168,7 +168,7 @@ def read_metrics(lake: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["started_at"])
 
 
-PHASES = ("parse", "judge", "read", "validate", "commit", "ledger")
+PHASES = ("source", "parse", "judge", "read", "validate", "commit", "ledger")
 
 
 def phase_seconds(rows: Sequence[dict[str, Any]]) -> dict[str, float]:

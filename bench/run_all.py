@@ -26,7 +26,7 @@ BENCH = Path(__file__).resolve().parent
 # name -> arguments; the suite's default sizes (each benchmark's --help explains them)
 SUITE: dict[str, list[str]] = {
     "stream_e2e": ["--files", "15000", "--tenants", "10", "--max-files-per-trigger", "30"],
-    "stream_e2e_rate": ["--rate", "300", "--duration", "90", "--tenants", "10", "--interval", "5"],
+    "stream_e2e_rate": ["--rate", "150", "--duration", "90", "--tenants", "10", "--interval", "5"],
     "many_tables": ["--tables", "1", "10", "100", "300"],
     "bridge_capacity": [
         *("--messages", "50000", "--receivers", "1", "4", "8", "--transports", "direct", "boto3"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -76,8 +77,10 @@ class BatchWriter:
             # Materialise the micro-batch once: every later action reads these blocks, so the
             # stream's stateful dedupe runs exactly once per batch (a persisted plan was seen
             # to run it twice, doubling the dedupe counts in the query progress).
+            source_started = time.perf_counter()
             batch_df = batch_df.localCheckpoint(eager=True)
-            counts = self._process(batch_df, int(batch_id), started, self.inbox.pending())
+            source_seconds = time.perf_counter() - source_started
+            counts = self._process(batch_df, int(batch_id), started, self.inbox.pending(), source_seconds)
         if counts.records_in or counts.retried_in:
             log.info("batch %d: %s", batch_id, counts.summary())
             if self.on_batch is not None:
@@ -119,9 +122,16 @@ class BatchWriter:
 
     # ---- phases -------------------------------------------------------------------------------------
     def _process(
-        self, batch_df: DataFrame | None, batch_id: int, started: datetime, requests: Sequence[str]
+        self,
+        batch_df: DataFrame | None,
+        batch_id: int,
+        started: datetime,
+        requests: Sequence[str],
+        source_seconds: float = 0.0,
     ) -> BatchCounts:
         counts = BatchCounts(batch_id=batch_id, query_id=self.query_id, started_at=started)
+        if batch_df is not None:  # reading bronze, parsing, the watermark dedupe (the query's own work)
+            counts.phase_seconds["source"] = round(source_seconds, 3)
         with counts.phase("parse"):
             retry = self.spark.table(ops_table(self.config, "retry")).select(*EVENT_FIELDS, "attempts")
             released = self._released_tenants()
@@ -137,9 +147,10 @@ class BatchWriter:
         all_events = (retry if events is None else events.unionByName(retry)).persist()
         try:
             self._apply_events(all_events, batch_id, counts)
-            if released:  # their events went through this batch's ledger: no longer held
-                self.ops.release_held(released, RELEASABLE)
-            self.inbox.done(requests)
+            with counts.phase("ledger"):
+                if released:  # their events went through this batch's ledger: no longer held
+                    self.ops.release_held(released, RELEASABLE)
+                self.inbox.done(requests)
         finally:
             all_events.unpersist()
         counts.finished_at = datetime.now(UTC)
