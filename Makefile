@@ -7,9 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.silverline-installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install java demo test lint typecheck pytest unit spark integration format clean
+.PHONY: help install java demo test lint typecheck pytest unit spark integration format clean bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +49,9 @@ typecheck: $(STAMP)  ## mypy (strict) on the package
 pytest: $(STAMP)  ## all test tiers (pytest exit code 5, "no tests collected", is reported, not fatal)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
+
+bench: install  ## the benchmark suite (about 30 minutes), then bench/results/README.md
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 unit: $(STAMP)  ## fast tests only
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)

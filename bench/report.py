@@ -109,6 +109,14 @@ def section_e2e(results: Path, plots: list[str]) -> str:
                      [[k, v, f"{v / total:.0%}"] for k, v in phases.items()]))  # fmt: skip
     plots.append(plot_bars("stream_e2e_phases.png", "batch time by phase (s)", phases, results))
     out.append("![phases](stream_e2e_phases.png)")
+    big = load(results, "stream_e2e_big_batches")
+    if big:
+        out.append("### The same backlog in bigger micro-batches")
+        out.append(provenance(big))
+        out.append(table(["events per batch", "batches", "events/s in batches", "events/s wall"],
+                         [[big["events_per_batch"], big["batches"], big["events_per_s_in_batches"],
+                           big["events_per_s_wall"]]]))  # fmt: skip
+        out.append(table(["phase", "seconds"], [[k, v] for k, v in big["phase_seconds"].items()]))
     rate = load(results, "stream_e2e_rate")
     if rate:
         out.append("### Freshness at a steady rate")
@@ -154,6 +162,13 @@ def section_bridge(results: Path, plots: list[str]) -> str:
     ]  # fmt: skip
     out.append(table(["endpoint", "SQS client", "receivers", "messages", "msgs/s", "SQS requests/msg",
                       "conserved"], rows))  # fmt: skip
+    latency = load(results, "bridge_latency")
+    if latency:
+        out.append("### With 10 ms added to every request (closer to a real SQS round trip)")
+        out.append(provenance(latency))
+        rows = [[r.get("receivers"), r.get("messages"), r.get("msgs_per_s"), r.get("requests_per_message")]
+                for r in latency.get("runs", []) if r["endpoint"] == "synthetic"]  # fmt: skip
+        out.append(table(["receivers", "messages", "msgs/s", "SQS requests/msg"], rows))
     return "\n\n".join(out)
 
 

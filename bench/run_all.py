@@ -26,16 +26,29 @@ BENCH = Path(__file__).resolve().parent
 # name -> arguments; the suite's default sizes (each benchmark's --help explains them)
 SUITE: dict[str, list[str]] = {
     "stream_e2e": ["--files", "15000", "--tenants", "10", "--max-files-per-trigger", "30"],
+    "stream_e2e_big_batches": [
+        *("--files", "15000", "--tenants", "10", "--max-files-per-trigger", "150"),
+        *("--out", "bench/results/stream_e2e_big_batches.json"),
+    ],
     "stream_e2e_rate": ["--rate", "150", "--duration", "90", "--tenants", "10", "--interval", "5"],
     "many_tables": ["--tables", "1", "10", "100", "300"],
     "bridge_capacity": [
         *("--messages", "50000", "--receivers", "1", "4", "8", "--transports", "direct", "boto3"),
         *("--moto-messages", "1000", "--moto-receivers", "1"),
     ],
+    "bridge_latency": [
+        *("--messages", "5000", "--receivers", "4", "8", "16", "--transports", "direct"),
+        *("--moto-messages", "0", "--latency-ms", "10", "--out", "bench/results/bridge_latency.json"),
+    ],
     "reader_baseline": ["--files", "3000"],
     "file_sizes": ["--max-mb", "500"],
 }
-SCRIPTS = {"stream_e2e_rate": "stream_e2e"}
+# runs of a script under another name
+SCRIPTS = {
+    "stream_e2e_big_batches": "stream_e2e",
+    "stream_e2e_rate": "stream_e2e",
+    "bridge_latency": "bridge_capacity",
+}
 
 
 def main() -> int:
@@ -51,7 +64,7 @@ def main() -> int:
         for name in args.only or list(SUITE):
             script = BENCH / f"{SCRIPTS.get(name, name)}.py"
             cmd = [sys.executable, str(script), *SUITE[name]]
-            print(f"== {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+            print(f"== {name}: bench/{script.name} {' '.join(SUITE[name])}", file=sys.stderr, flush=True)
             started = time.perf_counter()
             done = subprocess.run(cmd, cwd=kit.PROJECT, stdout=subprocess.DEVNULL, check=False)
             took = time.perf_counter() - started
