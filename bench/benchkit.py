@@ -209,3 +209,75 @@ def command_line() -> str:
     except ValueError:
         shown = Path(script.name)
     return " ".join(["python", str(shown), *sys.argv[1:]])
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (Linux ``/proc``)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [child for child, ppid in parents.items() if ppid == parent]
+        found += kids
+        frontier += kids
+    return found
+
+
+def rss_by_kind(pid: int) -> dict[str, int]:
+    """Resident memory (bytes) of a job process tree: the Python driver, the JVM, Python workers."""
+    totals = {"python_driver": 0, "jvm": 0, "python_workers": 0}
+    for each in [pid, *_children(pid)]:
+        try:
+            status = Path(f"/proc/{each}/status").read_text()
+            name = Path(f"/proc/{each}/comm").read_text().strip()
+        except OSError:
+            continue
+        rss = next(
+            (int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+        kind = "python_driver" if each == pid else ("jvm" if name == "java" else "python_workers")
+        totals[kind] += rss
+    return totals
+
+
+class RssSampler:
+    """Samples a job's resident memory every few seconds on a thread (Linux only)."""
+
+    def __init__(self, pid: int, every: float = 5.0) -> None:
+        """Start sampling ``pid`` and its descendants."""
+        import threading
+
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self._pid, self._every = pid, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(self._every):
+            self.samples.append((time.monotonic() - started, rss_by_kind(self._pid)))
+
+    def stop(self) -> dict[str, Any]:
+        """Stop; the first and last minute's average and the peak per kind, in MB."""
+        self._stop.set()
+        self._thread.join()
+        if not self.samples:
+            return {}
+        end = self.samples[-1][0]
+        summary: dict[str, Any] = {"samples": len(self.samples), "seconds": round(end, 1)}
+        for kind in self.samples[0][1]:
+            first = [s[kind] for t, s in self.samples if t <= 60]
+            last = [s[kind] for t, s in self.samples if t >= end - 60]
+            summary[kind] = {
+                "first_minute_mb": round(sum(first) / len(first) / 1e6, 1),
+                "last_minute_mb": round(sum(last) / len(last) / 1e6, 1),
+                "peak_mb": round(max(s[kind] for _, s in self.samples) / 1e6, 1),
+            }
+        return summary

@@ -125,6 +125,21 @@ def section_e2e(results: Path, plots: list[str]) -> str:
         out.append(table(["rate (events/s)", "fed", "applied", "batches", "p50 s", "p95 s", "max s"],
                          [[rate["rate_events_per_s"], rate["events_fed"], rate["events_applied"],
                            rate["batches"], fresh["p50"], fresh["p95"], fresh["max"]]]))  # fmt: skip
+    soak = load(results, "stream_e2e_soak")
+    if soak:
+        out.append("### Soak: memory over 10 minutes at a steady rate")
+        out.append(provenance(soak))
+        p95 = soak["freshness_s"]["p95"]
+        out.append(f"{soak['events_applied']} of {soak['events_fed']} events applied at "
+                   f"{soak['rate_events_per_s']} events/s; freshness p95 {p95} s.")  # fmt: skip
+    for name, result in (("steady rate", rate), ("soak", soak)):
+        memory = (result or {}).get("rss") or {}
+        kinds = [k for k in memory if isinstance(memory[k], dict)]
+        if kinds:
+            out.append(f"Resident memory during the {name} run (MB):")
+            out.append(table(["process", "first minute", "last minute", "peak"],
+                             [[k, memory[k]["first_minute_mb"], memory[k]["last_minute_mb"],
+                               memory[k]["peak_mb"]] for k in kinds]))  # fmt: skip
     return "\n\n".join(out)
 
 
@@ -142,6 +157,12 @@ def section_many(results: Path, plots: list[str]) -> str:
                       "first batch s (creates tables)"], rows))  # fmt: skip
     series = {"batch s": [(r["tables"], r["batch_seconds"]) for r in many["results"]],
               "commit s": [(r["tables"], r["commit_seconds"]) for r in many["results"]]}  # fmt: skip
+    threads = load(results, "many_tables_8_threads")
+    if threads:
+        out.append("With 8 commit threads instead of 4 (" + provenance(threads) + "):")
+        fields = ("tables", "batch_seconds", "commit_seconds", "commit_seconds_per_table")
+        rows = [[r[f] for f in fields] for r in threads["results"]]
+        out.append(table(["tables", "batch s", "commit s", "commit s/table"], rows))
     plots.append(plot_lines("many_tables.png", "tables touched", "seconds", series, results, log_x=True))
     out.append("![many tables](many_tables.png)")
     return "\n\n".join(out)

@@ -32,6 +32,10 @@ SUITE: dict[str, list[str]] = {
     ],
     "stream_e2e_rate": ["--rate", "150", "--duration", "90", "--tenants", "10", "--interval", "5"],
     "many_tables": ["--tables", "1", "10", "100", "300"],
+    "many_tables_8_threads": [
+        *("--tables", "100", "--commit-threads", "8"),
+        *("--out", "bench/results/many_tables_8_threads.json"),
+    ],
     "bridge_capacity": [
         *("--messages", "50000", "--receivers", "1", "4", "8", "--transports", "direct", "boto3"),
         *("--moto-messages", "1000", "--moto-receivers", "1"),
@@ -48,6 +52,7 @@ SCRIPTS = {
     "stream_e2e_big_batches": "stream_e2e",
     "stream_e2e_rate": "stream_e2e",
     "bridge_latency": "bridge_capacity",
+    "many_tables_8_threads": "many_tables",
 }
 
 

@@ -16,10 +16,16 @@ Two modes, each running ``silverline stream --no-bridge`` in its own process:
     with the stop marker once it has caught up. Freshness is exact: for every
     object, the ledger's commit time minus its event time (p50/p95/max).
 
-    python bench/stream_e2e.py --files 15000 --tenants 10 --max-files-per-trigger 50
-    python bench/stream_e2e.py --rate 1000 --duration 120 --tenants 10
+``--soak``
+    The steady mode for 10 minutes (default 100 events/s). The job's resident
+    memory (Python driver, JVM, Python workers) is sampled every 5 s throughout,
+    and the first and last minute are compared. Not part of CI.
 
-Prints the figures and writes bench/results/stream_e2e[_rate].json.
+    python bench/stream_e2e.py --files 15000 --tenants 10 --max-files-per-trigger 30
+    python bench/stream_e2e.py --rate 150 --duration 90 --tenants 10
+    python bench/stream_e2e.py --soak
+
+Prints the figures and writes bench/results/stream_e2e[_rate|_soak].json.
 """
 
 from __future__ import annotations
@@ -109,6 +115,7 @@ def steady_rate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     with log_path.open("w") as log_file:
         cmd = kit.job_command(config_path, f"interval={args.interval}s", "INFO")
         job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
+        sampler = kit.RssSampler(job.pid)
         try:
             wait_for(log_path, "ingest query", 180, job)
             fed_from = time.monotonic()
@@ -120,6 +127,7 @@ def steady_rate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 kit.land(lake, chunk, second * args.rate, now, f"{second:09d}-feed.jsonl")
             fed_seconds = time.monotonic() - fed_from
             applied = wait_until_applied(lake, total, args.drain_timeout)
+            memory = sampler.stop()
             request_stop(load_config(str(config_path)), reason="benchmark done")
             job.wait(timeout=120)
         finally:
@@ -147,6 +155,7 @@ def steady_rate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "batch_seconds_median": round(statistics.median(kit.batch_seconds(r) for r in rows), 2),
         "phase_seconds": kit.phase_seconds(rows),
         "all_batches_balanced": all(r["details"]["balanced"] for r in rows),
+        "rss": memory,
     }
 
 
@@ -181,15 +190,23 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=120, help="steady mode: seconds of feeding")
     parser.add_argument("--interval", type=int, default=5, help="steady mode: trigger interval in seconds")
     parser.add_argument("--drain-timeout", type=float, default=300, help="steady mode: wait after feeding")
+    parser.add_argument(
+        "--soak",
+        action="store_true",
+        help="steady mode for 10 minutes (--duration 600, default --rate 100): watch the RSS for growth",
+    )
     parser.add_argument("--job-log", help="keep the job's log (level INFO) in this file")
     parser.add_argument("--out", help="where the JSON goes (default bench/results/stream_e2e[_rate].json)")
     args = parser.parse_args()
+    if args.soak:
+        args.rate, args.duration = args.rate or 100, 600
     with tempfile.TemporaryDirectory(prefix="silverline-bench-") as tmp_name:
         tmp = Path(tmp_name)
         result = steady_rate(args, tmp) if args.rate else backlog(args, tmp)
     result = {"command": kit.command_line(), "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               **result, "machine": kit.machine()}  # fmt: skip
-    kit.save("stream_e2e_rate" if args.rate else "stream_e2e", result, args.out)
+    name = "stream_e2e_soak" if args.soak else ("stream_e2e_rate" if args.rate else "stream_e2e")
+    kit.save(name, result, args.out)
     return 0
 
 

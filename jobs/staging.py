@@ -96,15 +96,15 @@ class RowStaging:
         staged = table.select([name for name, _ in columns])
         sink = pa.BufferOutputStream()
         pq.write_table(staged, sink, compression="none")
-        name = f"{label}-{uuid.uuid4().hex}.parquet"
+        file_name = f"{label}-{uuid.uuid4().hex}.parquet"
         data = sink.getvalue().to_pybytes()
         if self._local is not None:  # transient: no fsync, unlike the bronze store's durable write
-            path = self._local / name
+            path = self._local / file_name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             uri = path.as_uri()
         else:
-            uri = self._store.write(name, data)
+            uri = self._store.write(file_name, data)
         # The file's own schema, given up front: no footer read by Spark to infer it.
         frame = spark.read.schema(from_arrow_schema(staged.schema)).parquet(uri)
         return frame.select(*[F.col(f"`{name}`").cast(kind).alias(name) for name, kind in columns], *extra)
