@@ -265,7 +265,10 @@ class RssSampler:
             self.samples.append((time.monotonic() - started, rss_by_kind(self._pid)))
 
     def stop(self) -> dict[str, Any]:
-        """Stop; the first and last minute's average and the peak per kind, in MB."""
+        """Stop; the first, second and last minute's average and the peak per kind, in MB.
+
+        The first minute includes the JVM's start; compare the second with the last.
+        """
         self._stop.set()
         self._thread.join()
         if not self.samples:
@@ -274,9 +277,11 @@ class RssSampler:
         summary: dict[str, Any] = {"samples": len(self.samples), "seconds": round(end, 1)}
         for kind in self.samples[0][1]:
             first = [s[kind] for t, s in self.samples if t <= 60]
+            second = [s[kind] for t, s in self.samples if 60 < t <= 120] or first  # after JVM start
             last = [s[kind] for t, s in self.samples if t >= end - 60]
             summary[kind] = {
                 "first_minute_mb": round(sum(first) / len(first) / 1e6, 1),
+                "second_minute_mb": round(sum(second) / len(second) / 1e6, 1),
                 "last_minute_mb": round(sum(last) / len(last) / 1e6, 1),
                 "peak_mb": round(max(s[kind] for _, s in self.samples) / 1e6, 1),
             }

@@ -137,9 +137,9 @@ def section_e2e(results: Path, plots: list[str]) -> str:
         kinds = [k for k in memory if isinstance(memory[k], dict)]
         if kinds:
             out.append(f"Resident memory during the {name} run (MB):")
-            out.append(table(["process", "first minute", "last minute", "peak"],
-                             [[k, memory[k]["first_minute_mb"], memory[k]["last_minute_mb"],
-                               memory[k]["peak_mb"]] for k in kinds]))  # fmt: skip
+            fields = ("first_minute_mb", "second_minute_mb", "last_minute_mb", "peak_mb")
+            rows = [[k, *(memory[k].get(f, "-") for f in fields)] for k in kinds]
+            out.append(table(["process", "first minute", "second minute", "last minute", "peak"], rows))
     return "\n\n".join(out)
 
 
