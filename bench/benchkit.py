@@ -19,9 +19,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from jobs.config import SilverlineConfig
 
 PROJECT = Path(__file__).resolve().parents[1]
 RESULTS = PROJECT / "bench" / "results"
@@ -156,13 +161,25 @@ def run_job(config: Path, *, log_path: Path | None = None) -> float:
     return wall
 
 
+def read_ops_table(lake: Path, name: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of one of the job's ops tables, read with pyiceberg from its newest metadata.
+
+    Raises:
+        FileNotFoundError: The job has not created the table (yet).
+    """
+    from jobs.quality.report import read_table
+
+    table_dir = lake / "_ops" / GROUP / "tables" / "ops" / name
+    rows = read_table(table_dir, columns)
+    if rows is None:
+        raise FileNotFoundError(f"no ops table {name} under {lake}")
+    found: list[dict[str, Any]] = rows.to_pylist()
+    return found
+
+
 def read_metrics(lake: Path) -> list[dict[str, Any]]:
     """Every batch-metrics row the job wrote, oldest batch first (read with pyiceberg)."""
-    from pyiceberg.table import StaticTable
-
-    table_dir = lake / "_ops" / GROUP / "tables" / "ops" / "batch_metrics" / "metadata"
-    latest = max(table_dir.glob("v*.metadata.json"), key=lambda p: int(p.name.split(".")[0][1:]))
-    rows = StaticTable.from_metadata(str(latest)).scan().to_arrow().to_pylist()
+    rows = read_ops_table(lake, "batch_metrics")
     for row in rows:
         row["details"] = json.loads(row["details"])
     return sorted(rows, key=lambda r: r["started_at"])
@@ -193,12 +210,33 @@ def machine() -> dict[str, Any]:
 
 def save(name: str, result: dict[str, Any], out: str | None = None) -> Path:
     """Print ``result`` and write it to ``bench/results/<name>.json`` (or ``out``)."""
-    text = json.dumps(result, indent=2, default=str)
-    print(text)
-    path = Path(out) if out else RESULTS / f"{name}.json"
+    print(json.dumps(result, indent=2, default=str))
+    return write_results(result, out or RESULTS / f"{name}.json")
+
+
+def write_results(result: dict[str, Any], out: str | Path) -> Path:
+    """Write a benchmark's figures as JSON and say where (relative to the project when inside it)."""
+    path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n")
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"wrote {path.relative_to(PROJECT) if path.resolve().is_relative_to(PROJECT) else path.name}")
     return path
+
+
+def spark_session(
+    config_file: str, master: str, defaults_file: str, lake: Path
+) -> tuple[SparkSession, SilverlineConfig]:
+    """A session from the project's factory, as the local job builds it (lake in a temp dir)."""
+    from jobs.config import load_config
+    from jobs.session import build_spark_session
+
+    overrides = {
+        "group": {"bucket": BUCKET},
+        "lake": {"root": str(lake)},
+        "spark": {"master": master, "defaults_file": defaults_file},
+    }
+    config = load_config(config_file, overrides=overrides)
+    return build_spark_session(config), config
 
 
 def command_line() -> str:

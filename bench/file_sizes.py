@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import json
 import logging
 import multiprocessing
 import os
@@ -41,7 +40,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.config import SilverlineConfig, load_config
+import benchkit as kit
+
+from jobs.config import load_config
 from jobs.contracts import DatasetContract, load_contracts
 from jobs.reader import ObjectReader, ObjectRef
 from jobs.reader_formats import ContractDecoder
@@ -228,19 +229,6 @@ def run_reader(lake: Path, key: str, size: int, warm_key: str, args: dict[str, A
     return result
 
 
-def spark_session(args: argparse.Namespace, lake: Path) -> tuple[SparkSession, SilverlineConfig]:
-    """A session from the project's factory, as the local job builds it (lake in the temp dir)."""
-    from jobs.session import build_spark_session
-
-    overrides = {
-        "group": {"bucket": BUCKET},
-        "lake": {"root": str(lake)},
-        "spark": {"master": args.master, "defaults_file": args.spark_defaults},
-    }
-    config = load_config(args.config, overrides=overrides)
-    return build_spark_session(config), config
-
-
 def spark_frame(spark: SparkSession, path: str, contract: DatasetContract) -> DataFrame:
     """Spark's own file reader path: declared schema, the contract's options, file lineage."""
     from pyspark.sql import functions as F
@@ -369,7 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="file-sizes-") as tmp:
         lake = Path(tmp) / "lake"
         write_orders_file(lake / BUCKET / "t1/raw/orders/warm-up.csv", 5_000)
-        spark, config = spark_session(args, lake) if not args.no_spark else (None, load_config(args.config))
+        spark, config = (
+            kit.spark_session(args.config, args.master, args.spark_defaults, lake)
+            if not args.no_spark
+            else (None, load_config(args.config))
+        )
         child_args = {
             "datasets_file": args.datasets_file,
             "threads": config.stream.read_threads,
@@ -395,10 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "label": args.label,
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(PROJECT) if out.is_relative_to(PROJECT) else out.name}")
+    kit.write_results(report, args.out)
     return 0
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
-import json
 import logging
 import os
 import platform
@@ -37,10 +36,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import benchkit as kit
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.csv as pa_csv  # type: ignore[import-untyped, unused-ignore]
 
-from jobs.config import SilverlineConfig, load_config
 from jobs.contracts import DatasetContract, load_contracts
 from jobs.reader import ObjectReader, ObjectRef
 from jobs.reader_formats import ContractDecoder, contract_schema
@@ -118,19 +117,6 @@ def rates(files: int, seconds: list[tuple[float, float]]) -> dict[str, Any]:
         "files_per_cpu_s_best": round(max(files / cpu for _, cpu in seconds if cpu > 0) if seconds else 0),
         "wall_s": [round(wall, 3) for wall, _ in seconds],
     }
-
-
-def spark_session(args: argparse.Namespace, lake: Path) -> tuple[SparkSession, SilverlineConfig]:
-    """A session from the project's factory, as the local job builds it (lake in the temp dir)."""
-    from jobs.session import build_spark_session
-
-    overrides = {
-        "group": {"bucket": BUCKET},
-        "lake": {"root": str(lake)},
-        "spark": {"master": args.master, "defaults_file": args.spark_defaults},
-    }
-    config = load_config(args.config, overrides=overrides)
-    return build_spark_session(config), config
 
 
 def spark_frame(spark: SparkSession, paths: list[str], contract: DatasetContract) -> DataFrame:
@@ -302,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lake = Path(tmp) / "lake"
         refs = write_files(lake, args.files, args.rows)
         started = time.perf_counter()
-        spark, config = spark_session(args, lake)
+        spark, config = kit.spark_session(args.config, args.master, args.spark_defaults, lake)
         session_s = time.perf_counter() - started
         try:
             paths = [str(lake / ref.bucket / ref.key) for ref in refs]
@@ -344,10 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ratios": ratios,
         "us_per_file_1_thread": us_per_file,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(PROJECT) if out.is_relative_to(PROJECT) else out.name}")
+    kit.write_results(report, args.out)
     return 0
 
 

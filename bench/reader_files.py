@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -29,6 +28,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import benchkit as kit
 
 from jobs.contracts import load_contracts
 from jobs.reader import ObjectReader, ObjectRef
@@ -128,10 +129,7 @@ def main() -> int:
         "label": args.label,
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(PROJECT) if out.is_relative_to(PROJECT) else out.name}")
+    kit.write_results(report, args.out)
     return 0
 
 

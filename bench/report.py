@@ -239,18 +239,12 @@ def section_baseline(results: Path, plots: list[str]) -> str:
 
 def plot_bars(name: str, title: str, values: dict[str, float], results: Path) -> str:
     """A bar chart; returns the file name."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def draw(ax: Any) -> None:
+        ax.bar(list(values), list(values.values()))
+        ax.set_title(title)
 
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.bar(list(values), list(values.values()))
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(results / name, dpi=90)
-    plt.close(fig)
-    return name
+    return _plot(name, results, draw, size=(6, 3))
 
 
 def plot_lines(
@@ -263,20 +257,29 @@ def plot_lines(
     log_x: bool = False,
 ) -> str:
     """A line chart of (x, y) series; returns the file name."""
+
+    def draw(ax: Any) -> None:
+        for label, points in series.items():
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.legend()
+
+    return _plot(name, results, draw, size=(6, 3.5))
+
+
+def _plot(name: str, results: Path, draw: Callable[[Any], None], *, size: tuple[float, float]) -> str:
+    """One figure drawn by ``draw(axes)``, saved as ``results/name``; returns the file name."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for label, points in series.items():
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel(x_label)
-    ax.set_ylabel(y_label)
-    ax.legend()
+    fig, ax = plt.subplots(figsize=size)
+    draw(ax)
     fig.tight_layout()
     fig.savefig(results / name, dpi=90)
     plt.close(fig)

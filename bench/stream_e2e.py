@@ -79,17 +79,6 @@ def backlog(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return result
 
 
-def read_ledger(lake: Path) -> list[dict[str, Any]]:
-    """The ledger's rows (object, event time, commit time), read with pyiceberg."""
-    from pyiceberg.table import StaticTable
-
-    table_dir = lake / "_ops" / kit.GROUP / "tables" / "ops" / "ledger" / "metadata"
-    latest = max(table_dir.glob("v*.metadata.json"), key=lambda p: int(p.name.split(".")[0][1:]))
-    table = StaticTable.from_metadata(str(latest)).scan(selected_fields=("key", "event_time", "updated_at"))
-    rows: list[dict[str, Any]] = table.to_arrow().to_pylist()
-    return rows
-
-
 def wait_for(path: Path, text: str, timeout: float, job: subprocess.Popen[str]) -> None:
     """Wait until ``text`` appears in the job's log file."""
     deadline = time.monotonic() + timeout
@@ -133,7 +122,7 @@ def steady_rate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         finally:
             if job.poll() is None:
                 job.kill()
-    ledger = read_ledger(lake)
+    ledger = kit.read_ops_table(lake, "ledger", ("key", "event_time", "updated_at"))
     delays = sorted((r["updated_at"] - r["event_time"]).total_seconds() for r in ledger)
     rows = kit.read_metrics(lake)
     return {
