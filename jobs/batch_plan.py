@@ -98,8 +98,8 @@ class Planner:
         with counts.phase("validate"):
             verdicts = batch_quality.check([r for r, _ in reads], self.expectations_dir)
         with counts.phase("read"):
-            # Handing each table's rows to Spark is a Python-side Arrow copy per table: run
-            # them side by side (the JVM half of one overlaps the Python half of another).
+            # Staging each table's rows (a Parquet write, then Spark resolving the file) is
+            # mostly I/O and JVM work: tables are staged side by side.
             workers = max(1, min(self.config.stream.commit_threads, len(reads)))
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 frames = list(pool.map(lambda r: self._frames(r[0], batch_id), reads))

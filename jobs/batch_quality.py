@@ -121,7 +121,7 @@ def _split(read: TableRead, failed: list[list[str]]) -> None:
     """Attach each row's verdict (``_failed``, ``_quarantine_reason``) by its failures and the policy."""
     table = read.table
     failed_array = pa.array(failed or [[] for _ in range(table.num_rows)], pa.list_(pa.string()))
-    bad_mask = pc.greater(pc.fill_null(pc.list_value_length(failed_array), 0), 0)
+    bad_mask = _has_failures(failed_array)
     reasons = pa.array([REASON_ROWS] * table.num_rows, pa.string())
     if read.contract.on_bad_rows == "reject_file" and table.num_rows:
         keys = table["_source_key"]
@@ -138,8 +138,13 @@ def _split(read: TableRead, failed: list[list[str]]) -> None:
 
 def split_checked(checked: pa.Table) -> tuple[pa.Table, pa.Table]:
     """``(good, bad)`` rows of a checked read: bad rows have a non-empty ``_failed``."""
-    bad_mask = pc.greater(pc.fill_null(pc.list_value_length(checked[FAILED]), 0), 0)
+    bad_mask = _has_failures(checked[FAILED])
     return checked.filter(pc.invert(bad_mask)), checked.filter(bad_mask)
+
+
+def _has_failures(failed: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Per row: does its ``_failed`` list name anything (null or empty: no)."""
+    return pc.greater(pc.fill_null(pc.list_value_length(failed), 0), 0)
 
 
 def quarantine_summary(read: TableRead, key: str) -> str:
@@ -156,8 +161,3 @@ def quarantine_summary(read: TableRead, key: str) -> str:
             failed[name] += 1
     detail = ", ".join(f"{name} x{count}" for name, count in sorted(failed.items()))
     return f"{bad} of {rows.num_rows} rows bad: {detail}"
-
-
-def spark_schema(columns: Sequence[tuple[str, str]]) -> str:
-    """A DDL schema string for ``spark.createDataFrame``."""
-    return ", ".join(f"`{name}` {kind}" for name, kind in columns)
