@@ -60,3 +60,18 @@ def spark(spark_lake: Path) -> Iterator[object]:
         yield session
     finally:
         session.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="run the fault-injection scenarios at soak size (longer outages, more kills, more batches)",
+    )
+
+
+@pytest.fixture(scope="session")
+def soak(request: pytest.FixtureRequest) -> bool:
+    """True under ``pytest --soak``: fault scenarios scale up (see docs/reliability.md)."""
+    return bool(request.config.getoption("--soak"))
