@@ -17,6 +17,7 @@ from jobs.dlq import cli as dlq_cli
 from jobs.emr import cli as emr_cli
 from jobs.events import cli as events_cli
 from jobs.logs import configure_logging
+from jobs.maintenance import cli as maintenance_cli
 from jobs.quality import cli as quality_cli
 from jobs.simulate import cli as simulate_cli
 from jobs.tenants import cli as tenants_cli
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     tenants_cli.add_parser(subparsers)
     batchruns_cli.add_parser(subparsers)
     dlq_cli.add_parser(subparsers)
+    maintenance_cli.add_parser(subparsers)
     emr_cli.add_parser(subparsers)
     return parser
 

@@ -194,6 +194,35 @@ class NotifyConfig(_Section):
         return self
 
 
+class MaintenanceConfig(_Section):
+    """``silverline maintain``: Iceberg housekeeping and retention, safe next to the running stream."""
+
+    expire_after_hours: float = Field(
+        default=120.0, ge=0, description="Snapshots older than this are expired (the newest few are kept)"
+    )
+    retain_last: int = Field(default=20, ge=1, description="Snapshots every table keeps, however old")
+    target_file_mb: int = Field(default=128, ge=1, description="Compaction's target data-file size")
+    min_input_files: int = Field(
+        default=5, ge=2, description="A partition is compacted once it has this many small files"
+    )
+    delete_file_threshold: int = Field(
+        default=2, ge=1, description="Also rewrite a data file with this many delete files (merge-on-read)"
+    )
+    orphan_after_hours: float = Field(
+        default=72.0,
+        ge=24,
+        description="Unreferenced files older than this are removed (Iceberg's procedure refuses < 24 h)",
+    )
+    bronze_retention_days: float | None = Field(
+        default=30.0, gt=0, description="Processed bronze files older than this are deleted (null: keep all)"
+    )
+    ops_retention_days: float | None = Field(
+        default=90.0,
+        gt=0,
+        description="Rows of batch_metrics, stream_progress and validation_results older than this go",
+    )
+
+
 class EmrConfig(_Section):
     """Where ``silverline emr ...`` deploys: an EMR on EC2 cluster or an EMR Serverless application."""
 
@@ -276,6 +305,7 @@ class SilverlineConfig(_Section):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     emr: EmrConfig = Field(default_factory=EmrConfig)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
 
     @model_validator(mode="after")
     def _mode_rules(self) -> SilverlineConfig:

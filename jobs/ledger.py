@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
+from jobs.conflicts import retry_on_conflict
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
@@ -131,13 +133,12 @@ def update_ledger(
         all_new: No object has a ledger row yet: append instead of MERGE (no scan).
     """
     if all_new:
-        updates_df.writeTo(ledger_table).append()
+        retry_on_conflict(lambda: updates_df.writeTo(ledger_table).append(), ledger_table)
         return
     view = "_silverline_ledger_updates"
     updates_df.createOrReplaceTempView(view)
-    spark.sql(
-        f"""MERGE INTO {ledger_table} l USING {view} u
+    statement = f"""MERGE INTO {ledger_table} l USING {view} u
             ON l.bucket = u.bucket AND l.key = u.key
             WHEN MATCHED THEN UPDATE SET *
             WHEN NOT MATCHED THEN INSERT *"""
-    )
+    retry_on_conflict(lambda: spark.sql(statement), ledger_table)

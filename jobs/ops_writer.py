@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from jobs.accounting import BatchCounts
 from jobs.config import SilverlineConfig
+from jobs.conflicts import retry_on_conflict
 from jobs.ops import MetricsSink, ops_table
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ EVENT_FIELDS = (
     "version_id", "etag", "size", "event_id", "message_id", "received_at", "directive", "expect_event_id",
 )  # fmt: skip
 
+
+# Iceberg's refusal to drop a data file by a filter that matches only some of its rows.
+_PARTIAL_FILE = "Cannot delete file where some, but not all, rows match filter"
 
 # The retry table's ``last_error`` of events over their tenant's per-batch cap.
 CAP_REASON = "over the tenant's cap (stream.max_files_per_tenant)"
@@ -88,7 +92,8 @@ class OpsWriter:
             schema = self.spark.table(retry_table).schema
             rows = [(r["attempts"] + 1, e, *[r[f] for f in EVENT_FIELDS]) for r, e in again]
             rows += [(r["attempts"], CAP_REASON, *[r[f] for f in EVENT_FIELDS]) for r in waiting]
-            self.spark.createDataFrame(rows, schema=schema).writeTo(retry_table).overwrite(F.lit(True))
+            frame = self.spark.createDataFrame(rows, schema=schema)
+            retry_on_conflict(lambda: frame.writeTo(retry_table).overwrite(F.lit(True)), retry_table)
 
     def write_held(self, items: Sequence[tuple[Row, str]], batch_id: int) -> None:
         """Record the batch's events of unknown, suspended or offboarded tenants (event, reason)."""
@@ -111,13 +116,34 @@ class OpsWriter:
             names = ", ".join("'" + t.replace("'", "''") + "'" for t in tenants)
             kinds = ", ".join(f"'{r}'" for r in reasons)
             table = ops_table(self.config, "held")
-            self.spark.sql(f"DELETE FROM {table} WHERE tenant IN ({names}) AND reason IN ({kinds})")
+            statement = f"DELETE FROM {table} WHERE tenant IN ({names}) AND reason IN ({kinds})"
+            retry_on_conflict(lambda: self.spark.sql(statement), table)
 
     def replace_batch_rows(self, name: str, rows: Sequence[tuple[Any, ...]], batch_id: int) -> None:
         """Replace one batch's rows of an ops table (a replayed batch overwrites its own)."""
         table = ops_table(self.config, name)
         frame = self.spark.createDataFrame(list(rows), schema=self.spark.table(table).schema)
-        frame.writeTo(table).overwrite(F.col("batch_id") == F.lit(batch_id))
+        self._replace(table, frame, batch_id)
+
+    def _replace(self, table: str, frame: DataFrame, batch_id: int) -> None:
+        """Overwrite ``table``'s rows of ``batch_id`` with ``frame`` (retried on commit conflicts).
+
+        The fast path drops whole data files by the filter ``batch_id = <id>``. Once
+        ``silverline maintain`` has compacted an ops table, a data file may hold rows of
+        several batches; then the batch's rows are deleted row by row and the new ones
+        appended (two commits; a crash between them is repaired by the batch's replay).
+        """
+
+        def write() -> None:
+            try:
+                frame.writeTo(table).overwrite(F.col("batch_id") == F.lit(batch_id))
+            except Exception as exc:
+                if _PARTIAL_FILE not in str(exc):
+                    raise
+                self.spark.sql(f"DELETE FROM {table} WHERE batch_id = {int(batch_id)}")
+                frame.writeTo(table).append()
+
+        retry_on_conflict(write, table)
 
     def write_rejected(self, batch_df: DataFrame, batch_id: int) -> None:
         """Keep the batch's rejected records with where to find their messages."""
@@ -133,7 +159,7 @@ class OpsWriter:
             "key",
             "received_at",
         )
-        rejected.writeTo(table).overwrite(F.col("batch_id") == F.lit(batch_id))
+        self._replace(table, rejected, batch_id)
 
     def write_quarantine(self, items: list[tuple[Row, str, str | None]], batch_id: int) -> None:
         """Record quarantined objects (event, reason, detail)."""

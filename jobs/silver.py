@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
+from jobs.conflicts import first_line, retry_on_conflict
 from jobs.contracts import DatasetContract
 from jobs.snapshots import (
     SNAPSHOT_BATCH_ID,
@@ -271,9 +272,8 @@ class QuarantineCommitError(RuntimeError):
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    """``Type: first line of the message``, at most ``limit`` characters."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:limit]
+    """``Type: first informative line of the message``, at most ``limit`` characters."""
+    return f"{type(exc).__name__}: {first_line(exc)}"[:limit]
 
 
 def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, query_id: str) -> CommitResult:
@@ -355,7 +355,9 @@ def _commit_isolated(spark: SparkSession, change: TableChange, batch_id: int, qu
     spark.sparkContext.setJobGroup(f"silverline-{batch_id}-{change.table}", description)
     started = time.monotonic()
     try:
-        outcome = commit_change(spark, change, batch_id=batch_id, query_id=query_id)
+        outcome = retry_on_conflict(
+            lambda: commit_change(spark, change, batch_id=batch_id, query_id=query_id), change.table
+        )
     except Exception as exc:  # R10: one table's failure must not fail the others
         outcome = CommitResult(
             table=change.table,
