@@ -327,7 +327,7 @@ def test_store_failures_are_retried_under_one_name_and_deletes_follow_the_write(
 def test_nothing_is_deleted_when_landing_keeps_failing() -> None:
     fake = FakeSqs()
     store = FlakyStore(failures=10**6, events=fake.events)
-    with pytest.raises(BridgeError, match=r"land after 5 consecutive failures.*OSError"):
+    with pytest.raises(BridgeError, match=r"land after 5 consecutive failures.*ENOSPC"):
         run_flusher(store, fake, 5, FAST)
     assert fake.calls == [] and store.files == {}
 
@@ -354,6 +354,41 @@ def test_gate_backs_off_counts_by_kind_and_gives_up_after_the_limit() -> None:
         "receive.ThrottlingException": 4,
         "receive.EndpointConnectionError": 5,
     }
+
+
+def test_a_full_disk_is_named_by_errno_and_the_give_up_names_the_bronze_store(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bronze write failing with ENOSPC: counted as land.ENOSPC, logged, and the final error
+    points at the store, not at SQS."""
+    metrics = BridgeMetrics()
+    gate = FailureGate(FAST, metrics, where="queue Q at http://endpoint", store="file:///ops/bronze/")
+    full = OSError(28, "No space left on device")
+    with caplog.at_level("INFO", logger="jobs.bridge.retry"):
+        for _ in range(4):
+            assert gate.failure("land", full) is not None
+        gate.success("land")
+        for _ in range(5):
+            gate.failure("land", full)
+    assert metrics.snapshot().errors == {"land.ENOSPC": 9}
+    message = str(gate.fatal)
+    assert "gave up on land after 5 consecutive failures" in message
+    assert "bronze store file:///ops/bronze/" in message and "ENOSPC: [Errno 28] No space left" in message
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("INFO", "bridge: land works again after 4 failed attempt(s) "
+            "(bronze store file:///ops/bronze/; queue Q at http://endpoint)") in lines  # fmt: skip
+    warned = [m for level, m in lines if level == "WARNING"]
+    assert len(warned) == 4 and all("land failed (ENOSPC" in m for m in warned)  # attempts 2 and 4, twice
+
+
+def test_error_kinds_of_connection_failures_keep_their_class_names() -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    from jobs.bridge.retry import error_code
+
+    assert error_code(ReadTimeoutError(endpoint_url="http://e", error="slow")) == "ReadTimeoutError"
+    assert error_code(ConnectionResetError()) == "ConnectionResetError"  # no errno: the class name
+    assert error_code(OSError(5, "Input/output error")) == "EIO"
 
 
 def test_a_missing_queue_is_fatal_at_once() -> None:

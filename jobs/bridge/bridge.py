@@ -87,6 +87,7 @@ class SqsBridge:
             retry or RetryPolicy(max_consecutive_errors=self._cfg.max_consecutive_errors),
             self._metrics,
             where=f"queue {self._queue_url} at {endpoint or config.sqs_endpoint_url or 'AWS'}",
+            store=self._store.uri,
         )
         capacity = max(2 * self._cfg.flush_max_messages, self._cfg.receivers * self._cfg.max_messages)
         self._holding = Holding(self._cfg.receivers, capacity)

@@ -9,6 +9,8 @@ naming the endpoint, the queue and the last error.
 
 from __future__ import annotations
 
+import errno
+import logging
 import random
 import threading
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from jobs.bridge.metrics import BridgeMetrics
+
+log = logging.getLogger(__name__)
 
 #: Exceptions the bridge treats as failures of a call (anything else is a bug).
 CALL_ERRORS: tuple[type[BaseException], ...] = (ClientError, BotoCoreError, OSError)
@@ -55,12 +59,17 @@ def error_code(exc: BaseException) -> str:
         exc: The failure.
 
     Returns:
-        E.g. ``ThrottlingException`` or ``EndpointConnectionError``.
+        E.g. ``ThrottlingException``, ``EndpointConnectionError``, or ``ENOSPC`` for an
+        ``OSError`` that carries an errno (a full disk under the bronze store).
     """
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code") or "ClientError")
     if isinstance(exc, PartialBatchError):
         return exc.code
+    if isinstance(exc, OSError) and not isinstance(exc, BotoCoreError):
+        name = errno.errorcode.get(exc.errno) if isinstance(exc.errno, int) else None
+        if name:
+            return name
     return type(exc).__name__
 
 
@@ -95,17 +104,21 @@ class RetryPolicy:
 class FailureGate:
     """Counts consecutive failures per operation; the first fatal one sticks."""
 
-    def __init__(self, policy: RetryPolicy, metrics: BridgeMetrics, where: str) -> None:
+    def __init__(
+        self, policy: RetryPolicy, metrics: BridgeMetrics, where: str, *, store: str | None = None
+    ) -> None:
         """Create the gate.
 
         Args:
             policy: Backoff and give-up rule.
             metrics: Where failures are counted.
             where: Names the endpoint and queue in error messages.
+            store: Names the bronze store in messages about the ``land`` operation.
         """
         self._policy = policy
         self._metrics = metrics
         self._where = where
+        self._store = store
         self._lock = threading.Lock()
         self._streaks: dict[str, int] = {}
         self._rng = random.Random()
@@ -154,7 +167,21 @@ class FailureGate:
             operation: E.g. ``receive``, ``delete``, ``land``, ``visibility``.
         """
         with self._lock:
+            streak = self._streaks.get(operation, 0)
             self._streaks[operation] = 0
+        if streak > 1:
+            log.info(
+                "bridge: %s works again after %d failed attempt(s) (%s)",
+                operation,
+                streak,
+                self._place(operation),
+            )
+
+    def _place(self, operation: str) -> str:
+        """What an operation talks to, for messages: the bronze store for ``land``, else SQS."""
+        if operation == "land" and self._store:
+            return f"bronze store {self._store}; {self._where}"
+        return self._where
 
     def failure(self, operation: str, exc: BaseException) -> float | None:
         """Count a failure and decide what to do.
@@ -173,13 +200,21 @@ class FailureGate:
             streak = self._streaks.get(operation, 0) + 1
             self._streaks[operation] = streak
             permanent = code in PERMANENT_CODES or isinstance(exc, NoCredentialsError)
-            if self.fatal is None and (permanent or streak >= self._policy.max_consecutive_errors):
+            limit = self._policy.max_consecutive_errors
+            if self.fatal is None and (permanent or streak >= limit):
                 reason = "a permanent error" if permanent else f"{streak} consecutive failures"
                 self.fatal = BridgeError(
-                    f"SQS bridge gave up on {operation} after {reason} ({self._where}); "
+                    f"SQS bridge gave up on {operation} after {reason} ({self._place(operation)}); "
                     f"last error: {code}: {exc}"
                 )
-            if self.fatal is None:
-                return self._policy.delay(streak, self._rng)
+            delay = self._policy.delay(streak, self._rng) if self.fatal is None else None
+        if delay is not None and streak & (streak - 1) == 0:  # the 1st, 2nd, 4th, 8th ... of a streak
+            log.log(
+                logging.WARNING if streak > 1 else logging.INFO,
+                "bridge: %s failed (%s: %s), attempt %d of %d, retrying in %.1f s (%s)",
+                operation, code, exc, streak, limit, delay, self._place(operation),
+            )  # fmt: skip
+        if delay is not None:
+            return delay
         self.aborted.set()
         return None
