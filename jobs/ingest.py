@@ -37,6 +37,12 @@ examples:
   spark-submit jobs/stream_ingest.py --config conf/emr.yaml     # same arguments
 
 exit codes: 0 finished or stopped cleanly; 1 the query or the bridge failed; 2 bad configuration.
+
+damaged checkpoint: the job checks every checkpoint file before it starts and, if one is damaged,
+exits 1 with one line naming it. Recover with --reset-checkpoint: the checkpoint directory is
+renamed to <name>.moved-<UTC time> beside it (never deleted), the query re-reads the bronze log
+from the start, and the object ledger counts every event already applied as duplicate or stale,
+so nothing is applied twice.
 """
 
 
@@ -63,6 +69,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--no-bridge", action="store_true", help="only process what is already in bronze; do not poll SQS"
     )
+    parser.add_argument(
+        "--reset-checkpoint",
+        action="store_true",
+        help="move the query's checkpoint aside (never deleted) and re-read bronze from the start; "
+        "the recovery for a damaged checkpoint",
+    )
     parser.set_defaults(func=run_stream_command)
 
 
@@ -76,7 +88,7 @@ def run_stream_command(args: argparse.Namespace) -> int:
         The exit code.
     """
     config = config_from_args(args, stream={"checkpoint_root": args.checkpoint_root, "trigger": args.trigger})
-    return run_ingest(config, with_bridge=not args.no_bridge)
+    return run_ingest(config, with_bridge=not args.no_bridge, reset_checkpoint=args.reset_checkpoint)
 
 
 def _stop_on_signals(stop: threading.Event) -> contextlib.AbstractContextManager[None]:
@@ -102,6 +114,7 @@ def run_ingest(
     stop: threading.Event | None = None,
     on_batch: Any = None,
     lease: Any = None,
+    reset_checkpoint: bool = False,
 ) -> int:
     """Run the bridge and the ingest query until done or stopped.
 
@@ -114,6 +127,7 @@ def run_ingest(
         stop: Set it to stop between micro-batches (signals set it too).
         on_batch: Called with each batch's :class:`jobs.accounting.BatchCounts`.
         lease: A :class:`jobs.lease.WriterLease` the caller already holds (default: take one).
+        reset_checkpoint: Move the checkpoint aside (under the lease) and start from bronze's start.
 
     Returns:
         0 on success, 1 when the query or the bridge failed.
@@ -132,8 +146,13 @@ def run_ingest(
     from jobs.quality.suites import check_suites, expectations_dir
     from jobs.reader import ObjectReader
     from jobs.session import build_spark_session, use_utc_local_time
-    from jobs.stream import ProgressRecorder, start_query
+    from jobs.stream import ProgressRecorder, checkpoint_uri, failure_message, start_query
+    from jobs.stream_checkpoint import checkpoint_problem
 
+    damaged = None if reset_checkpoint else checkpoint_problem(checkpoint_uri(config))
+    if damaged is not None:  # before Spark starts: one line naming the file and the recovery
+        log.error("%s", damaged)
+        return 1
     stop = stop or threading.Event()
     use_utc_local_time()
     contracts = load_contracts(config.stream.datasets_file)
@@ -171,7 +190,7 @@ def run_ingest(
                 bridge.run_until_empty()
             elif bridge is not None:
                 bridge.start()
-            query = start_query(spark, config, writer)
+            query = start_query(spark, config, writer, reset_checkpoint=reset_checkpoint)
             recorder = ProgressRecorder(spark, ops_table(config, "stream_progress"))
             retries = RetryScheduler(writer, config.stream.retry_interval_seconds, lease)
             watcher = StopWatcher(config) if not available_now else None
@@ -191,7 +210,7 @@ def run_ingest(
         return 1
     error = query.exception()
     if error is not None:
-        log.error("ingest query failed: %s", error)
+        log.error("ingest query failed: %s", failure_message(error, config))
         return 1
     log.info("ingest finished")
     return 0

@@ -7,6 +7,7 @@ R9); every other storage problem raises as is, so the caller can retry.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -57,7 +58,8 @@ def read_file(path: str, key: str, etag: str | None, *, bucket_dir: str) -> byte
         The bytes.
 
     Raises:
-        UnreadableError: Unsafe key (quarantined), file gone or changed (superseded).
+        UnreadableError: Unsafe key or a key the local filesystem cannot hold (quarantined), file
+            gone or changed (superseded).
         FileNotFoundError: The bucket directory does not exist (a wrong root).
         OSError: The file cannot be read.
     """
@@ -70,6 +72,15 @@ def read_file(path: str, key: str, etag: str | None, *, bucket_dir: str) -> byte
         if not os.path.isdir(bucket_dir):  # a wrong root must not turn every event into "superseded"
             raise FileNotFoundError(f"bucket directory {bucket_dir} does not exist") from exc
         raise UnreadableError("superseded", "object_gone", str(exc)) from exc
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # Legal on S3 (a segment may be up to 1,024 bytes), impossible on a local filesystem.
+        raise UnreadableError(
+            "quarantined",
+            "key_too_long_for_filesystem",
+            f"a segment of the key is too long here: {exc.strerror}",
+        ) from exc
     md5 = plain_md5(etag)
     if md5 is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
         raise UnreadableError("superseded", "etag_changed", f"file content no longer has eTag {md5}")

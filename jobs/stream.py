@@ -11,6 +11,7 @@ arrive further apart than the watermark are caught by the ledger instead.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from pyspark.sql import functions as F
 from jobs.config import SilverlineConfig
 from jobs.events import model as m
 from jobs.events.spark import parse_events
+from jobs.stream_checkpoint import RECOVERY, move_checkpoint_aside
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -34,6 +36,8 @@ BRONZE_SCHEMA = (
     "receive_count INT, sent_at STRING, bridge_id STRING"
 )
 QUERY_NAME = "silverline_ingest"
+# The line a Python traceback ends with: ``OSError: [Errno 36] ...``, ``jobs.x.SomeError: ...``.
+_PYTHON_ERROR_RE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(:|$)")
 
 
 def bronze_uri(config: SilverlineConfig) -> str:
@@ -185,8 +189,39 @@ class ProgressRecorder:
         return len(rows)
 
 
+def failure_message(error: Any, config: SilverlineConfig) -> str:
+    """One line for a failed query: what failed, plus the recovery when a checkpoint file is named.
+
+    Spark's message is long (the query's plan and offsets, a JVM stack, and, for an error
+    in the batch function, the Python traceback). The line keeps the Python exception's
+    own line when there is one, else Spark's first line.
+
+    Args:
+        error: ``query.exception()`` (a ``StreamingQueryException``) or any exception.
+        config: The job configuration.
+
+    Returns:
+        The line to log.
+    """
+    text = str(getattr(error, "desc", None) or error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0] if lines else type(error).__name__
+    if "Traceback (most recent call last)" in text:
+        raised = [line for line in lines if _PYTHON_ERROR_RE.match(line)]
+        first = raised[0] if raised else first
+    location = unquote(urlparse(checkpoint_uri(config)).path).rstrip("/")
+    if location and f"{location}/" in first:
+        return f"{first} [{RECOVERY}]"
+    return first
+
+
 def start_query(
-    spark: SparkSession, config: SilverlineConfig, writer: Any, trigger: str | None = None
+    spark: SparkSession,
+    config: SilverlineConfig,
+    writer: Any,
+    trigger: str | None = None,
+    *,
+    reset_checkpoint: bool = False,
 ) -> StreamingQuery:
     """Start the ingest query with ``writer`` as its foreachBatch function.
 
@@ -195,10 +230,14 @@ def start_query(
         config: The job configuration.
         writer: A callable ``(batch_df, batch_id)`` with a ``query_id`` attribute.
         trigger: ``available-now`` or ``interval=<N>s`` (default: ``stream.trigger``).
+        reset_checkpoint: First move the checkpoint aside (``--reset-checkpoint``): the query
+            re-reads bronze from its first file and the ledger counts what was already applied.
 
     Returns:
         The running query.
     """
+    if reset_checkpoint:
+        move_checkpoint_aside(checkpoint_uri(config))
     ensure_local_dir(bronze_uri(config))
     trigger = trigger or config.stream.trigger
     gate = QueryIdGate()
