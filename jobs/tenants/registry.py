@@ -13,7 +13,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,8 +194,18 @@ class LocalRegistry:
         return [_record(TenantGroup, r, self.path) for _, r in sorted(self._read()["groups"].items())]
 
     def put_tenant(self, tenant: Tenant) -> None:  # noqa: D102
+        self.put_tenants([tenant])
+
+    def put_tenants(self, tenants: Iterable[Tenant]) -> int:
+        """Create or replace many tenants in one locked write (a bulk load rewrites the file once).
+
+        Returns:
+            How many records were written.
+        """
         with self._update() as data:
-            data["tenants"][f"{tenant.group}/{tenant.name}"] = asdict(tenant)
+            records = {f"{t.group}/{t.name}": asdict(t) for t in tenants}
+            data["tenants"].update(records)
+        return len(records)
 
     def get_tenant(self, group: str, name: str) -> Tenant | None:  # noqa: D102
         record = self._read()["tenants"].get(f"{group}/{name}")
