@@ -7,8 +7,46 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from jobs.events.model import NAME_RE
+
 if TYPE_CHECKING:
     from jobs.config import SilverlineConfig
+
+# A bucket is one path segment: S3's (legacy-tolerant) name alphabet, never "." or ".." or a "/".
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+_NAME = re.compile(NAME_RE)
+
+
+def check_bucket(bucket: str) -> str:
+    """Return ``bucket`` if it is a safe bucket name (R2: a name can never move a path).
+
+    Raises:
+        ValueError: The name is empty, has ``/``, ``%``, ``..`` or other characters S3 refuses.
+    """
+    if not _BUCKET.fullmatch(bucket or "") or ".." in bucket:
+        raise ValueError(f"unsafe bucket name {bucket!r}")
+    return bucket
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it stays inside its bucket: not absolute, no ``.``/``..``/empty inner segments.
+
+    Raises:
+        ValueError: The key could escape the bucket directory.
+    """
+    segments = key.split("/")
+    if key.startswith("/") or any(s in (".", "..") for s in segments) or "" in segments[:-1]:
+        raise ValueError(f"unsafe object key {key!r}")
+    return key
+
+
+def _check_table(bucket: str, tenant: str, dataset: str, zone: str) -> None:
+    check_bucket(bucket)
+    for kind, name in (("tenant", tenant), ("dataset", dataset)):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(f"unsafe {kind} name {name!r}")
+    if zone not in (SILVER, QUARANTINE):
+        raise ValueError(f"unsafe zone {zone!r}: only {SILVER!r} and {QUARANTINE!r} are written")
 
 
 def object_uri(root: str, bucket: str, key: str) -> str:
@@ -24,7 +62,12 @@ def object_uri(root: str, bucket: str, key: str) -> str:
 
     Returns:
         The URI (percent-encoded for ``file://`` roots).
+
+    Raises:
+        ValueError: The bucket or key would point outside the bucket.
     """
+    check_bucket(bucket)
+    check_key(key)
     if root.startswith("file:"):
         return f"{root}{quote(bucket)}/{quote(key)}"
     return f"{root}{bucket}/{key}"
@@ -38,7 +81,11 @@ def silver_location(root: str, bucket: str, tenant: str, dataset: str, zone: str
     """Physical location of a tenant table: ``<root><bucket>/<tenant>/<zone>/<dataset>``.
 
     ``zone`` is ``silver`` for the dataset's table and ``quarantine`` for its bad rows.
+
+    Raises:
+        ValueError: A name is not one safe path segment, or the zone is another one.
     """
+    _check_table(bucket, tenant, dataset, zone)
     return f"{root}{bucket}/{tenant}/{zone}/{dataset}"
 
 
@@ -47,7 +94,11 @@ def silver_table_name(catalog: str, bucket: str, tenant: str, dataset: str, zone
 
     With a hadoop catalog rooted at the lake, the namespace
     ``<bucket>.<tenant>.<zone>`` puts the table exactly at :func:`silver_location`.
+
+    Raises:
+        ValueError: As :func:`silver_location`.
     """
+    _check_table(bucket, tenant, dataset, zone)
     return ".".join(f"`{part}`" for part in (catalog, bucket, tenant, zone, dataset))
 
 
@@ -81,6 +132,7 @@ def table_name(config: SilverlineConfig, bucket: str, tenant: str, dataset: str,
     table's LOCATION keeps the data in the tenant's prefix. Other catalogs:
     :func:`silver_table_name` (multi-level namespaces).
     """
+    _check_table(bucket, tenant, dataset, zone)
     if config.catalog.type == "glue":
         suffix = "" if zone == SILVER else f"__{zone}"
         table = f"{glue_name(tenant)}__{glue_name(dataset)}{suffix}"
