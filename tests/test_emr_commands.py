@@ -239,6 +239,29 @@ def test_backfills_are_submitted_and_scheduled_on_a_cluster_and_on_serverless(
     assert run["jobRun"]["executionRole"] == role
 
 
+@pytest.mark.integration
+def test_table_maintenance_is_submitted_and_scheduled_like_a_backfill(
+    tmp_path: Path, moto_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cid = cluster(moto_endpoint)
+    on_cluster = config_file(
+        tmp_path, cluster_id=cid, endpoint_url=moto_endpoint, scheduler_role_arn="arn:aws:iam::1:role/s"
+    )
+    assert main(["emr", "submit-maintain", "--config", str(on_cluster), "--", "--tenant", "acme"]) == 0
+    assert "submitted the maintain" in capsys.readouterr().out
+    [step] = aws(moto_endpoint, "emr").list_steps(ClusterId=cid)["Steps"]
+    assert step["Name"] == "silverline-eu1-maintain"
+    args = step["Config"]["Args"]
+    assert args[-5:] == [f"{ARTIFACTS}maintain.py", "--config", "conf/emr.yaml", "--tenant", "acme"]
+
+    assert main(["emr", "schedule-maintain", "--config", str(on_cluster), "--cron", "rate(1 day)"]) == 0
+    assert "schedule silverline-eu1-maintain created" in capsys.readouterr().out
+    saved = aws(moto_endpoint, "scheduler").get_schedule(Name="silverline-eu1-maintain")
+    target = json.loads(saved["Target"]["Input"])
+    assert target["Steps"][0]["Name"] == "silverline-eu1-maintain"
+    assert f"{ARTIFACTS}maintain.py" in target["Steps"][0]["HadoopJarStep"]["Args"]
+
+
 # ---- the rendered command really runs the job ----------------------------------------------------------
 def local_spark_submit(args: list[str], entry: Path) -> list[str]:
     """The rendered EMR spark-submit with only its cluster-specific parts made local.

@@ -6,7 +6,7 @@
 #   silverline-*.whl         the project wheel (also inside the venv)
 #   silverline-conf.zip      with --config: the configuration, datasets.yaml and expectations/
 #                            (unpacked as ./conf, so the job runs with --config conf/<name>)
-#   stream_ingest.py, backfill.py, install-os-packages.sh   uploaded as they are
+#   stream_ingest.py, backfill.py, maintain.py, install-os-packages.sh   uploaded as they are
 #
 # Usage: emr/packaging/build-archive.sh [--out DIR] [--platform linux/amd64|linux/arm64]
 #            [--config FILE [--config-name NAME] [--datasets FILE]] [--upload s3://BUCKET/PREFIX/]
@@ -100,7 +100,7 @@ fi
 if [[ -n "$UPLOAD" ]]; then
   # The wheel's name has the version; in a dry run nothing was built and the pattern stays as is.
   files=("$OUT/silverline-venv.tar.gz" "$OUT"/silverline-*.whl "$ROOT/jobs/stream_ingest.py"
-    "$ROOT/jobs/backfill.py" "$ROOT/emr/bootstrap/install-os-packages.sh")
+    "$ROOT/jobs/backfill.py" "$ROOT/jobs/maintain.py" "$ROOT/emr/bootstrap/install-os-packages.sh")
   [[ -z "$CONFIG" ]] || files+=("$OUT/silverline-conf.zip")
   for file in "${files[@]}"; do
     run aws s3 cp "$file" "$UPLOAD$(basename "$file")"

@@ -32,6 +32,7 @@ examples:
   silverline emr stop-stream --config conf/emr.yaml --wait 600      # graceful: between micro-batches
   silverline emr submit-backfill --config conf/emr.yaml -- --since 2026-11-01
   silverline emr schedule-backfill --config conf/emr.yaml --cron "cron(30 2 * * ? *)" -- --delete-missing
+  silverline emr schedule-maintain --config conf/emr.yaml --cron "cron(0 4 * * ? *)"
 
 exit codes: 0 done; 1 an AWS call failed or the stream did not stop in time; 2 bad configuration.
 """
@@ -63,7 +64,10 @@ def add_parser(subparsers: Any) -> None:
         "render", "print the spark-submit, EMR step and EMR Serverless payloads", run_render, True
     )
     render.add_argument(
-        "--job", choices=["stream", "backfill"], default="stream", help="which job (default stream)"
+        "--job",
+        choices=["stream", "backfill", "maintain"],
+        default="stream",
+        help="which job (default stream)",
     )
     action("deploy-stream", "start the stream unless it already runs (idempotent)", run_deploy_stream, True)
     stop = action(
@@ -78,20 +82,26 @@ def add_parser(subparsers: Any) -> None:
         "the stream's step or job run, writer lease, stop marker, pending requests, last batch",
         run_status,
     )
-    action("submit-backfill", "submit a backfill as a step or a BATCH job run", run_submit_backfill, True)
-    schedule = action(
-        "schedule-backfill",
-        "create or update an EventBridge Scheduler schedule for backfills",
-        run_schedule,
-        True,
-    )
-    schedule.add_argument(
-        "--cron", required=True, metavar="EXPR", help='e.g. "cron(30 2 * * ? *)" or "rate(1 day)"'
-    )
-    schedule.add_argument(
-        "--name", metavar="NAME", help="schedule name (default silverline-<group>-backfill)"
-    )
-    schedule.add_argument("--timezone", default="UTC", help="ScheduleExpressionTimezone (default UTC)")
+    for job in ("backfill", "maintain"):
+        article = "a backfill" if job == "backfill" else "table maintenance"
+        submit_action = action(
+            f"submit-{job}", f"submit {article} as a step or a BATCH job run", run_submit_batch, True
+        )
+        submit_action.set_defaults(job=job)
+        schedule = action(
+            f"schedule-{job}",
+            f"create or update an EventBridge Scheduler schedule for {article}",
+            run_schedule,
+            True,
+        )
+        schedule.set_defaults(job=job)
+        schedule.add_argument(
+            "--cron", required=True, metavar="EXPR", help='e.g. "cron(30 2 * * ? *)" or "rate(1 day)"'
+        )
+        schedule.add_argument(
+            "--name", metavar="NAME", help=f"schedule name (default silverline-<group>-{job})"
+        )
+        schedule.add_argument("--timezone", default="UTC", help="ScheduleExpressionTimezone (default UTC)")
 
 
 def _print(data: Any) -> None:
@@ -200,22 +210,22 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 @aws_errors_exit_1
-def run_submit_backfill(args: argparse.Namespace) -> int:
-    """``silverline emr submit-backfill``."""
+def run_submit_batch(args: argparse.Namespace) -> int:
+    """``silverline emr submit-backfill`` and ``submit-maintain``."""
     from jobs.emr.submit import submit
 
-    print(f"submitted the backfill: {submit(config_from_args(args), 'backfill', args.job_args)}")
+    print(f"submitted the {args.job}: {submit(config_from_args(args), args.job, args.job_args)}")
     return 0
 
 
 @aws_errors_exit_1
 def run_schedule(args: argparse.Namespace) -> int:
-    """``silverline emr schedule-backfill``."""
+    """``silverline emr schedule-backfill`` and ``schedule-maintain``."""
     from jobs.emr.submit import job_name, put_schedule, schedule_request, submission
 
     config = config_from_args(args)
-    name = args.name or job_name(config, "backfill")
-    sub = submission(config, "backfill", args.job_args)
-    request = schedule_request(config, name, args.cron, sub, timezone=args.timezone)
+    name = args.name or job_name(config, args.job)
+    sub = submission(config, args.job, args.job_args)
+    request = schedule_request(config, name, args.cron, sub, timezone=args.timezone, job=args.job)
     print(f"schedule {name} {put_schedule(config, request)}: {args.cron} ({args.timezone})")
     return 0

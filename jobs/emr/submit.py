@@ -4,7 +4,7 @@ Pure functions build the payloads (``silverline emr render`` prints them); the
 small functions at the end make the AWS calls. Artifacts live under
 ``emr.artifacts_uri``:
 
-* ``stream_ingest.py`` and ``backfill.py`` — the entry scripts (copies of ``jobs/``);
+* ``stream_ingest.py``, ``backfill.py`` and ``maintain.py`` — the entry scripts (copies of ``jobs/``);
 * ``silverline-venv.tar.gz`` — Python 3.11 with silverline and its dependencies
   (venv-pack, built for Amazon Linux 2023), unpacked as ``./environment``;
 * ``silverline-conf.zip`` — the configuration, ``datasets.yaml`` and ``expectations/``,
@@ -23,8 +23,8 @@ from jobs.config import ConfigError, SilverlineConfig
 
 log = logging.getLogger(__name__)
 
-Job = Literal["stream", "backfill"]
-ENTRY = {"stream": "stream_ingest.py", "backfill": "backfill.py"}
+Job = Literal["stream", "backfill", "maintain"]
+ENTRY = {"stream": "stream_ingest.py", "backfill": "backfill.py", "maintain": "maintain.py"}
 VENV_ARCHIVE = "silverline-venv.tar.gz"
 CONF_ARCHIVE = "silverline-conf.zip"
 PYTHON = "./environment/bin/python"
@@ -115,15 +115,21 @@ def serverless_job_run(config: SilverlineConfig, sub: Submission, job: Job) -> d
 
 
 def schedule_request(
-    config: SilverlineConfig, name: str, expression: str, sub: Submission, *, timezone: str = "UTC"
+    config: SilverlineConfig,
+    name: str,
+    expression: str,
+    sub: Submission,
+    *,
+    timezone: str = "UTC",
+    job: Job = "backfill",
 ) -> dict[str, Any]:
-    """An EventBridge Scheduler ``CreateSchedule`` request that submits a backfill."""
+    """An EventBridge Scheduler ``CreateSchedule`` request that submits a batch job (backfill, maintain)."""
     emr = config.emr
     if not emr.scheduler_role_arn:
         raise ConfigError("emr.scheduler_role_arn: the role EventBridge Scheduler assumes to submit the job")
     if emr.target == "serverless":
         arn = "arn:aws:scheduler:::aws-sdk:emrserverless:startJobRun"
-        payload: dict[str, Any] = serverless_job_run(config, sub, "backfill")
+        payload: dict[str, Any] = serverless_job_run(config, sub, job)
         payload["clientToken"] = "<aws.scheduler.execution-id>"  # one run per schedule invocation
     else:
         arn = "arn:aws:scheduler:::aws-sdk:emr:addJobFlowSteps"
