@@ -7,13 +7,12 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from jobs.events.model import NAME_RE
+from jobs.events.model import BUCKET_RE, NAME_RE
 
 if TYPE_CHECKING:
     from jobs.config import SilverlineConfig
 
-# A bucket is one path segment: S3's (legacy-tolerant) name alphabet, never "." or ".." or a "/".
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+_BUCKET = re.compile(BUCKET_RE)  # the event parser rejects the same names (invalid_bucket)
 _NAME = re.compile(NAME_RE)
 
 

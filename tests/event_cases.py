@@ -378,6 +378,16 @@ CASES: list[tuple[str, str | None, list[dict[str, Any]]]] = [
         [rejected("missing_bucket")],
     ),
     (
+        "record-bucket-traversal-rejected",
+        s3_message(s3_record("t1/raw/orders/a.csv", bucket="..")),
+        [rejected("invalid_bucket", bucket="..")],
+    ),
+    (
+        "record-bucket-with-encoded-slash-rejected",
+        s3_message(s3_record("t1/raw/orders/a.csv", bucket="demo-lake%2F..%2F..")),
+        [rejected("invalid_bucket", bucket="demo-lake%2F..%2F..")],
+    ),
+    (
         "object-event-type-not-handled",
         s3_message(s3_record("t1/raw/orders/a.csv", name="ObjectTagging:Put")),
         [ignored("event_type_not_handled", event_kind=None, event_name="ObjectTagging:Put", tenant="t1")],

@@ -39,6 +39,7 @@ R_NO_RECORDS: Final = "no_records"
 R_INVALID_RECORD: Final = "invalid_record"
 R_SNS_NOT_S3: Final = "sns_message_not_s3"
 R_MISSING_BUCKET: Final = "missing_bucket"
+R_INVALID_BUCKET: Final = "invalid_bucket"
 R_MISSING_KEY: Final = "missing_key"
 R_MISSING_EVENT_NAME: Final = "missing_event_name"
 R_KEY_ENCODING: Final = "key_malformed_encoding"
@@ -66,6 +67,8 @@ MAX_KEY_BYTES: Final = 1024  # S3's limit
 # A '%' not followed by two hex digits cannot be URL-decoded.
 BAD_PERCENT_RE: Final = r"%(?![0-9A-Fa-f]{2})"
 CONTROL_CHARS_RE: Final = r"[\x00-\x1f\x7f]"
+# A bucket is one path segment: S3's (legacy-tolerant) name alphabet, never "..", "/" or "%".
+BUCKET_RE: Final = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
 # tenant and dataset become Iceberg namespace / table names.
 NAME_RE: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 

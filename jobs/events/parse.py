@@ -23,6 +23,7 @@ _BAD_PERCENT = re.compile(m.BAD_PERCENT_RE)
 _CONTROL = re.compile(m.CONTROL_CHARS_RE)
 _TRAVERSAL = re.compile(r"(^|/)\.{1,2}(/|$)")
 _NAME = re.compile(m.NAME_RE)
+_BUCKET = re.compile(m.BUCKET_RE)
 _SEQUENCER = re.compile(m.SEQUENCER_RE)
 _EVENT_TIME = re.compile(m.EVENT_TIME_RE)
 _FRACTION = re.compile(r"\.(\d{6})\d+")
@@ -190,6 +191,8 @@ def _outcome(raw: _Raw) -> ParsedRecord:
 
     if not base.bucket:
         return reject(m.R_MISSING_BUCKET)
+    if not _BUCKET.fullmatch(base.bucket):
+        return reject(m.R_INVALID_BUCKET)
     if not base.key:
         return reject(m.R_MISSING_KEY)
     if base.event_name is None:

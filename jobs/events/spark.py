@@ -230,6 +230,7 @@ def with_outcome(df: DataFrame) -> DataFrame:
     tenant, zone, dataset = F.get(segments, 0), F.get(segments, 1), F.get(segments, 2)
     missing = [
         (F.coalesce(raw.bucket, F.lit("")) == "", m.R_MISSING_BUCKET),
+        (~raw.bucket.rlike(java_regex(m.BUCKET_RE)), m.R_INVALID_BUCKET),
         (F.coalesce(raw.key, F.lit("")) == "", m.R_MISSING_KEY),
         (raw.event_name.isNull(), m.R_MISSING_EVENT_NAME),
     ]
