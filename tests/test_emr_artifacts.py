@@ -254,7 +254,7 @@ def test_cluster_template() -> None:
     assert [a["Name"] for a in body["Applications"]] == ["Hadoop", "Spark"]
     assert body["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
     assert body["Instances"]["Ec2SubnetId"] == "subnet-0abc"
-    assert body["StepConcurrencyLevel"] == 2
+    assert body["StepConcurrencyLevel"] == 3
     assert body["LogUri"] == "s3://acme-silverline-ops/eu-1/logs/"
     assert body["JobFlowRole"] == "silverline-eu-1-emr-ec2"
     assert body["ServiceRole"] == "EMR_DefaultRole_V2"
@@ -342,7 +342,9 @@ def test_queue_and_glue_scopes() -> None:
     assert "glue:DeleteTable" not in doc["GlueCatalog"]["Action"]
     assert doc["TenantRegistryRead"]["Resource"][1] == "arn:aws:dynamodb:eu-west-1:123456789012:table/Tenants"
     assert doc["NotifyTopicPublish"]["Resource"] == TOPIC
-    assert doc["TenantRawList"]["Condition"] == {"StringLike": {"s3:prefix": "*/raw/*"}}
+    assert doc["TenantZonesList"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["*/raw/*", "*/silver/*", "*/quarantine/*"]}
+    }
 
 
 def test_job_role_policies_grant_the_same() -> None:
@@ -511,7 +513,7 @@ def test_aws_accepts_the_rendered_requests() -> None:
         emr = boto3.client("emr", region_name="eu-west-1")
         cluster_id = emr.run_job_flow(**render_cluster_template(config, subnet_id="subnet-0abc"))["JobFlowId"]
         cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
-        assert (cluster["ReleaseLabel"], cluster["StepConcurrencyLevel"]) == ("emr-7.13.0", 2)
+        assert (cluster["ReleaseLabel"], cluster["StepConcurrencyLevel"]) == ("emr-7.13.0", 3)
         assert cluster["AutoTerminate"] is False
         classifications = [c["Classification"] for c in cluster["Configurations"]]
         assert classifications == ["iceberg-defaults", "spark-defaults", "spark-env", "yarn-site"]
