@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import SilverlineConfig
 from jobs.events import model as m
-from jobs.events.spark import parse_events
+from jobs.events.spark import parse_events, with_foreign_buckets_rejected
 from jobs.stream_checkpoint import RECOVERY, move_checkpoint_aside
 
 if TYPE_CHECKING:
@@ -99,12 +99,13 @@ def with_dedupe_key(parsed_df: DataFrame) -> DataFrame:
     return parsed_df.withColumn("dedupe_key", F.coalesce(F.col("event_id"), fallback))
 
 
-def deduplicated_events(bronze_df: DataFrame, watermark_delay: str) -> DataFrame:
+def deduplicated_events(bronze_df: DataFrame, watermark_delay: str, bucket: str) -> DataFrame:
     """Parse bronze rows into records and drop duplicates within the watermark.
 
     Args:
         bronze_df: Output of :func:`read_bronze`.
         watermark_delay: How long duplicate-detection state is kept (e.g. ``10 minutes``).
+        bucket: The tenant group's bucket (events of other buckets are rejected).
 
     Returns:
         One row per distinct record.
@@ -112,6 +113,7 @@ def deduplicated_events(bronze_df: DataFrame, watermark_delay: str) -> DataFrame
     return (
         bronze_df.withColumn("body_sha256", F.sha2(F.coalesce(F.col("body"), F.lit("")), 256))
         .transform(parse_events)
+        .transform(lambda df: with_foreign_buckets_rejected(df, bucket))
         .transform(with_dedupe_key)
         .withWatermark("received_at", watermark_delay)
         .dropDuplicatesWithinWatermark(["dedupe_key"])
@@ -246,7 +248,8 @@ def start_query(
         writer.query_id = gate.wait()
         writer(batch_df, batch_id)
 
-    events = deduplicated_events(read_bronze(spark, config), config.stream.watermark_delay)
+    bronze_df = read_bronze(spark, config)
+    events = deduplicated_events(bronze_df, config.stream.watermark_delay, config.group.bucket)
     stream = (
         events.writeStream.queryName(QUERY_NAME)
         .foreachBatch(run_batch)

@@ -387,3 +387,23 @@ def random_body(rng: random.Random) -> str | None:
     if rng.random() < 0.3:  # the same document, non-ASCII characters escaped or not
         body = json.dumps(json.loads(body), ensure_ascii=rng.random() < 0.5)
     return body
+
+
+def test_events_of_another_bucket_are_rejected_and_the_rest_is_untouched(spark: SparkSession) -> None:
+    from jobs.events.spark import with_foreign_buckets_rejected
+
+    bodies = [
+        ("own", s3_message(s3_record("t1/raw/orders/a.csv", bucket="demo-lake"))),
+        ("other", s3_message(s3_record("t1/raw/orders/a.csv", bucket="other-lake"))),
+        ("other-silver", s3_message(s3_record("t1/silver/orders/x.parquet", bucket="other-lake"))),
+        ("none", None),
+    ]
+    df = spark.createDataFrame(bodies, "id string, body string")
+    out = with_foreign_buckets_rejected(parse_events(df), "demo-lake")
+    got = {r["id"]: (r["outcome"], r["reason"]) for r in out.collect()}
+    assert got == {
+        "own": ("event", None),
+        "other": ("rejected", "foreign_bucket"),
+        "other-silver": ("ignored", "not_raw_zone"),
+        "none": ("rejected", "invalid_json"),
+    }

@@ -40,6 +40,7 @@ R_INVALID_RECORD: Final = "invalid_record"
 R_SNS_NOT_S3: Final = "sns_message_not_s3"
 R_MISSING_BUCKET: Final = "missing_bucket"
 R_INVALID_BUCKET: Final = "invalid_bucket"
+R_FOREIGN_BUCKET: Final = "foreign_bucket"  # an event of another bucket than the group's (stream only)
 R_MISSING_KEY: Final = "missing_key"
 R_MISSING_EVENT_NAME: Final = "missing_event_name"
 R_KEY_ENCODING: Final = "key_malformed_encoding"

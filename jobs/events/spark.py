@@ -358,3 +358,27 @@ def _utc_text(instant: Column) -> Column:
         F.floor(of_day / 1_000_000) % 60,
     ]
     return F.format_string("%d-%02d-%02dT%02d:%02d:%02d.%06dZ", *ymd, *hms, of_day % 1_000_000)
+
+
+def with_foreign_buckets_rejected(df: DataFrame, bucket: str) -> DataFrame:
+    """Reject the events of any bucket but the tenant group's own (``foreign_bucket``).
+
+    A group's queue carries its bucket's notifications only; an event naming another
+    bucket (a misrouted subscription, a hand-made message) can never be applied here,
+    and reading it would fail the batch on every restart. It is kept and counted like
+    any other rejected record, with the message that carried it.
+
+    Args:
+        df: Output of :func:`parse_events`.
+        bucket: The tenant group's bucket.
+
+    Returns:
+        ``df`` with those events' ``outcome`` and ``reason`` replaced.
+    """
+    foreign = (F.col("outcome") == m.EVENT) & (F.col("bucket") != F.lit(bucket))
+    return df.withColumns(
+        {
+            "outcome": F.when(foreign, F.lit(m.REJECTED)).otherwise(F.col("outcome")),
+            "reason": F.when(foreign, F.lit(m.R_FOREIGN_BUCKET)).otherwise(F.col("reason")),
+        }
+    )
