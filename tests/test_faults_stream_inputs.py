@@ -27,6 +27,7 @@ from jobs.tenant_gate import TENANT_OFFBOARDED, TENANT_SUSPENDED, TENANT_UNKNOWN
 from jobs.tenants.registry import ACTIVE, OFFBOARDED, SUSPENDED, LocalRegistry, Tenant
 from tests import streamkit as kit
 from tests.lakegen import Lake
+from tests.test_stream_e2e import bronze_record_count
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +78,7 @@ class InputsRun:
     lake_dir: Path
     truth: GroundTruth
     records: int
+    sent: list[str]
     expected: dict[str, int]
     legal_keys: list[str]
     gate_seconds: float
@@ -139,7 +141,7 @@ def inputs_run(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> 
     data = yaml.safe_load(config.read_text(encoding="utf-8"))
     data["registry"] = {"backend": "local", "path": str(registry.path), "refresh_seconds": 30}
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
-    kit.send_all(moto_endpoint, queue_url, messages)
+    sent = kit.send_all(moto_endpoint, queue_url, messages)
     expected = {
         "applied": len(active) + len(legal),
         "parked": len(suspended) + len(unknown),
@@ -148,7 +150,7 @@ def inputs_run(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> 
     }
     records = sum(len(parse_message(m)) for m in messages)
     done = kit.run_job(config, "--trigger", "available-now")
-    return InputsRun(lake_dir, truth, records, expected, legal, gate_seconds, done)
+    return InputsRun(lake_dir, truth, records, sent, expected, legal, gate_seconds, done)
 
 
 def record(truth: GroundTruth, lake: Lake, tenant: str, key: str) -> None:
@@ -197,7 +199,10 @@ def test_hostile_keys_are_rejected_with_a_reason_and_legal_odd_keys_keep_exact_l
     rows = ops_rows(run.lake_dir, "batch_metrics")
     progress = ops_rows(run.lake_dir, "stream_progress")
     dropped = sum(r["duplicates_dropped"] + r["late_dropped"] for r in progress)
-    assert sum(r["records_in"] for r in rows) + dropped == run.records
+    # R7: every landed record reached one outcome; a message SQS delivered twice was deduplicated.
+    assert set(run.sent) <= set(kit.bronze_message_ids(run.lake_dir))
+    assert sum(r["records_in"] for r in rows) + dropped == bronze_record_count(run.lake_dir)
+    assert sum(r["records_in"] - r["duplicate"] for r in rows) == run.records
     long_segment = [r for r in ops_rows(run.lake_dir, "quarantine") if r["key"] == LONG_SEGMENT]
     assert len(long_segment) == 1, ops_rows(run.lake_dir, "quarantine")
     print(f"a {len(LONG_SEGMENT.split('/')[-1])}-byte segment: quarantined, {long_segment[0]['reason']}")
