@@ -42,7 +42,8 @@ damaged checkpoint: the job checks every checkpoint file before it starts and, i
 exits 1 with one line naming it. Recover with --reset-checkpoint: the checkpoint directory is
 renamed to <name>.moved-<UTC time> beside it (never deleted), the query re-reads the bronze log
 from the start, and the object ledger counts every event already applied as duplicate or stale,
-so nothing is applied twice.
+so nothing is applied twice. Use it for one run only (every run with it re-reads all of bronze).
+On S3 the check does not run and the move is by hand: aws s3 mv --recursive <checkpoint> <aside>.
 """
 
 
@@ -73,7 +74,7 @@ def add_parser(subparsers: Any) -> None:
         "--reset-checkpoint",
         action="store_true",
         help="move the query's checkpoint aside (never deleted) and re-read bronze from the start; "
-        "the recovery for a damaged checkpoint",
+        "the recovery for a damaged checkpoint (use it for one run, not in a restart policy)",
     )
     parser.set_defaults(func=run_stream_command)
 
