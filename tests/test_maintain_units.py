@@ -74,7 +74,7 @@ def test_identifiers_and_timestamps() -> None:
     )
     assert split_identifier("`silverline_ops`.`ops`.`ledger`") == ("silverline_ops", "`ops`.`ledger`")
     moment = datetime(2026, 11, 24, 3, 4, 5, tzinfo=UTC)
-    assert sql_timestamp(moment) == "TIMESTAMP '2026-11-24 03:04:05+00:00'"
+    assert sql_timestamp(moment) == "TIMESTAMP '2026-11-24 03:04:05.000000+00:00'"
 
 
 def _config(tmp_path: Path, days: float | None) -> SilverlineConfig:

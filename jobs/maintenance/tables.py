@@ -64,7 +64,7 @@ def _sql_string(text: str) -> str:
 
 def sql_timestamp(moment: datetime) -> str:
     """A SQL timestamp literal with its zone (independent of the session's time zone)."""
-    return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}+00:00'"
+    return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00'"
 
 
 def split_identifier(table: str) -> tuple[str, str]:
@@ -79,10 +79,11 @@ def snapshot_count(spark: SparkSession, table: str) -> int:
     return int(spark.sql(f"SELECT count(*) AS n FROM {table}.snapshots").first()["n"])  # type: ignore[index]
 
 
-def _expire(spark: SparkSession, table: str, settings: MaintenanceConfig, now: datetime) -> dict[str, int]:
+def _expire(spark: SparkSession, table: str, settings: MaintenanceConfig) -> dict[str, int]:
     catalog, ident = split_identifier(table)
     before = snapshot_count(spark, table)
-    older = now - timedelta(hours=settings.expire_after_hours)
+    # Measured when the step runs: the commits compaction just made count as old as they are.
+    older = datetime.now(UTC) - timedelta(hours=settings.expire_after_hours)
     row = spark.sql(
         f"CALL `{catalog}`.system.expire_snapshots(table => {_sql_string(ident)}, "
         f"older_than => {sql_timestamp(older)}, retain_last => {settings.retain_last})"
@@ -137,7 +138,7 @@ def _step(
     spark: SparkSession, table: str, step: str, settings: MaintenanceConfig, now: datetime, dry_run: bool
 ) -> dict[str, int]:
     if step == "expire":
-        return _expire(spark, table, settings, now)
+        return _expire(spark, table, settings)
     if step == "compact":
         return _compact(spark, table, settings)
     if step == "manifests":
@@ -163,7 +164,7 @@ def maintain_table(
         kind: ``silver``, ``quarantine`` or ``ops`` (for the report).
         settings: The ``maintenance`` configuration.
         steps: Which of :data:`TABLE_STEPS` to run, in that order.
-        now: The run's reference time (time-zone aware).
+        now: The run's reference time for orphan removal (time-zone aware); expiry uses the step's own time.
         dry_run: Only orphan removal can report without acting; the other steps are skipped.
 
     Returns:
