@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,17 @@ def assert_balanced(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         total = sum(row[o] for o in outcomes)
         assert total == row["records_in"] + row["retried_in"], row
+
+
+def wait_for(check: Any, timeout: float, what: str) -> None:
+    """Call ``check`` every 2 s until it stops raising AssertionError; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            check()
+            return
+        except AssertionError as exc:
+            last = exc
+        time.sleep(2)
+    raise AssertionError(f"{what} within {timeout:.0f} s: {last}")

@@ -113,19 +113,6 @@ def test_backfill_lands_unnotified_objects_updates_and_deletes_and_dry_run_chang
     assert not (lake_dir / "_ops" / "e2e" / "leases" / "writer.json").exists()
 
 
-def wait_for(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            check()
-            return
-        except AssertionError as exc:
-            last = exc
-        time.sleep(2)
-    raise AssertionError(f"{what} within {timeout:.0f} s: {last}")
-
-
 def test_backfill_and_dlq_redrive_next_to_a_running_stream_converge_to_the_oracle(
     tmp_path: Path, moto_endpoint: str
 ) -> None:
@@ -163,7 +150,7 @@ def test_backfill_and_dlq_redrive_next_to_a_running_stream_converge_to_the_oracl
         def stream_holds_the_lease() -> None:
             assert lease.exists() and json.loads(lease.read_text(encoding="utf-8"))["role"] == "stream"
 
-        wait_for(stream_holds_the_lease, 180, "the stream takes the writer lease")
+        kit.wait_for(stream_holds_the_lease, 180, "the stream takes the writer lease")
         backfill = subprocess.Popen(
             [sys.executable, "-m", "jobs", "backfill", "--config", str(config)],
             stdout=subprocess.PIPE,
@@ -182,7 +169,7 @@ def test_backfill_and_dlq_redrive_next_to_a_running_stream_converge_to_the_oracl
         assert "stream@" in output  # it handed its events to the running stream, not applied them itself
         assert "no stream holds the writer lease" not in output
 
-        wait_for(lambda: assert_silver_is_the_oracle(lake_dir, lake), 180, "silver reaches the oracle")
+        kit.wait_for(lambda: assert_silver_is_the_oracle(lake_dir, lake), 180, "silver reaches the oracle")
         # The graceful stop an operator requests (silverline emr stop-stream writes this marker).
         request_stop(load_config(config), "end of test")
         code = stream.wait(timeout=120)

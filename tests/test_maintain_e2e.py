@@ -57,19 +57,6 @@ def assert_oracle(lake_dir: Path, lake: Lake) -> None:
             assert got == lake.expected_rows(tenant, dataset), f"{tenant}/{dataset}: {len(got)} rows"
 
 
-def wait_for(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            check()
-            return
-        except AssertionError as exc:
-            last = exc
-        time.sleep(2)
-    raise AssertionError(f"{what} within {timeout:.0f} s: {last}")
-
-
 def wave(lake: Lake, number: int) -> None:
     """New objects, then overwrites and deletes of earlier ones (delete files on merge-on-read)."""
     for tenant in TENANTS:
@@ -119,7 +106,7 @@ def test_maintain_next_to_the_stream_and_a_backfill_then_retention(
     log = tmp_path / "stream.log"
     stream = kit.start_job(config, log=log)
     try:
-        wait_for(lambda: assert_oracle(lake_dir, lake), 240, "the first wave lands")
+        kit.wait_for(lambda: assert_oracle(lake_dir, lake), 240, "the first wave lands")
         wave(lake, 1)
         kit.send_all(moto_endpoint, queue_url, lake.messages)
         lake.messages.clear()
@@ -136,7 +123,7 @@ def test_maintain_next_to_the_stream_and_a_backfill_then_retention(
         wave(lake, 2)  # commits that must land on the tables maintenance just rewrote
         kit.send_all(moto_endpoint, queue_url, lake.messages)
         lake.messages.clear()
-        wait_for(lambda: assert_oracle(lake_dir, lake), 240, "silver reaches the oracle")
+        kit.wait_for(lambda: assert_oracle(lake_dir, lake), 240, "silver reaches the oracle")
         request_stop(load_config(config), "end of test")
         code = stream.wait(timeout=180)
     finally:
