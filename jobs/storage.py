@@ -22,7 +22,7 @@ def check_bucket(bucket: str) -> str:
     Raises:
         ValueError: The name is empty, has ``/``, ``%``, ``..`` or other characters S3 refuses.
     """
-    if not _BUCKET.fullmatch(bucket or "") or ".." in bucket:
+    if not _BUCKET.fullmatch(bucket or ""):  # BUCKET_RE also refuses ".."
         raise ValueError(f"unsafe bucket name {bucket!r}")
     return bucket
 

@@ -22,10 +22,11 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Protocol, cast
 from urllib.parse import unquote, urlparse
 
-from jobs.bridge.landing import open_bronze_store, open_store
+from jobs.bridge.landing import bronze_uri, open_bronze_store, open_store
 from jobs.config import SilverlineConfig
 from jobs.conflicts import retry_on_conflict
 from jobs.maintenance.tables import sql_timestamp
@@ -85,8 +86,6 @@ def _checkpoint_store(config: SilverlineConfig, sub: str) -> _Files:
 
 def taken_files(config: SilverlineConfig) -> dict[str, BronzeFile]:
     """Bronze files (relative names) in committed batches of the ingest query's checkpoint."""
-    from jobs.bridge.landing import bronze_uri
-
     commits = _checkpoint_store(config, "commits")
     committed = [int(n) for n in commits.names() if n.isdigit()]
     if not committed:
@@ -119,10 +118,10 @@ def expire_bronze(config: SilverlineConfig, *, now: datetime, dry_run: bool = Fa
         (files deleted or, with ``dry_run``, eligible; files kept because no committed batch took them).
     """
     days = config.maintenance.bronze_retention_days
-    store = cast(_Files, open_bronze_store(config))
-    names = store.names()
     if days is None:
         return 0, 0
+    store = cast(_Files, open_bronze_store(config))
+    names = store.names()
     cutoff_ms = int((now - timedelta(days=days)).timestamp() * 1000)
     taken = taken_files(config)
     old = [n for n in names if n in taken and taken[n].modified_ms < cutoff_ms]
@@ -166,8 +165,7 @@ def expire_ops_rows(
         where = f"{column} < {cutoff}"
         count = int(spark.sql(f"SELECT count(*) AS n FROM {table} WHERE {where}").first()["n"])  # type: ignore[index]
         if count and not dry_run:
-            statement = f"DELETE FROM {table} WHERE {where}"
-            retry_on_conflict(lambda statement=statement: spark.sql(statement), table)  # type: ignore[misc]
+            retry_on_conflict(partial(spark.sql, f"DELETE FROM {table} WHERE {where}"), table)
         result[name] = count
         verb = "eligible" if dry_run else "deleted"
         log.info("%s: %d rows older than %s days %s", table, count, days, verb)
