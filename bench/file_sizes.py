@@ -44,8 +44,8 @@ import benchkit as kit
 
 from jobs.config import load_config
 from jobs.contracts import DatasetContract, load_contracts
-from jobs.reader import ObjectReader, ObjectRef
-from jobs.reader_formats import ContractDecoder
+from jobs.objects.formats import ContractDecoder
+from jobs.objects.reader import ObjectReader, ObjectRef
 
 try:
     import psutil  # type: ignore[import-untyped, unused-ignore]

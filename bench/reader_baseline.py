@@ -41,8 +41,8 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.csv as pa_csv  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.contracts import DatasetContract, load_contracts
-from jobs.reader import ObjectReader, ObjectRef
-from jobs.reader_formats import ContractDecoder, contract_schema
+from jobs.objects.formats import ContractDecoder, contract_schema
+from jobs.objects.reader import ObjectReader, ObjectRef
 
 try:
     import psutil  # type: ignore[import-untyped, unused-ignore]

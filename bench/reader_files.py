@@ -32,7 +32,7 @@ from pathlib import Path
 import benchkit as kit
 
 from jobs.contracts import load_contracts
-from jobs.reader import ObjectReader, ObjectRef
+from jobs.objects.reader import ObjectReader, ObjectRef
 
 PROJECT = Path(__file__).resolve().parents[1]
 BUCKET = "bench-lake"

@@ -94,7 +94,7 @@ def wait_for(path: Path, text: str, timeout: float, job: subprocess.Popen[str]) 
 def steady_rate(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """Feed R events/s for S seconds into a running job; exact freshness from the ledger."""
     from jobs.config import load_config
-    from jobs.control import request_stop
+    from jobs.stream.control import request_stop
 
     lake = tmp / "lake"
     total = args.rate * args.duration

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from jobs.batchruns.cli import main
+from jobs.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["backfill", *sys.argv[1:]]))

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Sequence
 
 from jobs import __version__
-from jobs import ingest as ingest_cli
 from jobs.batchruns import cli as batchruns_cli
 from jobs.bridge import cli as bridge_cli
 from jobs.config import ConfigError
@@ -20,6 +19,7 @@ from jobs.logs import configure_logging
 from jobs.maintenance import cli as maintenance_cli
 from jobs.quality import cli as quality_cli
 from jobs.simulate import cli as simulate_cli
+from jobs.stream import command as stream_cli
 from jobs.tenants import cli as tenants_cli
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     events_cli.add_parser(subparsers)
     bridge_cli.add_parser(subparsers)
-    ingest_cli.add_parser(subparsers)
+    stream_cli.add_parser(subparsers)
     simulate_cli.add_parser(subparsers)
     demo_cli.add_parser(subparsers)
     quality_cli.add_parser(subparsers)

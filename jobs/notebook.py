@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.config import SilverlineConfig, load_config
-from jobs.ops import ops_table
 from jobs.simulate.cli import required_local_dir
 from jobs.storage import SILVER, silver_location, table_name
+from jobs.stream.ops import ops_table
 
 if TYPE_CHECKING:
     from pyiceberg.table import StaticTable
@@ -114,7 +114,7 @@ class Lake:
         """The catalog identifier of an ops table (``ledger``, ``batch_metrics``, ...).
 
         Args:
-            name: One of :data:`jobs.ops.TABLES`.
+            name: One of :data:`jobs.stream.ops.TABLES`.
 
         Returns:
             ``<catalog>_ops.ops.<name>``.
@@ -191,7 +191,7 @@ class Lake:
         """An ops table read by pyiceberg from its newest metadata file.
 
         Args:
-            name: One of :data:`jobs.ops.TABLES`.
+            name: One of :data:`jobs.stream.ops.TABLES`.
 
         Returns:
             The table.

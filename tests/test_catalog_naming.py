@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from jobs.config import load_config
-from jobs.ops import ops_table
 from jobs.storage import glue_database, glue_name, table_name
+from jobs.stream.ops import ops_table
 
 pytestmark = pytest.mark.unit
 

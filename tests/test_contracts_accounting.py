@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.accounting import BatchCounts, freshness_percentiles
 from jobs.config import ConfigError
 from jobs.contracts import load_contracts
+from jobs.stream.accounting import BatchCounts, freshness_percentiles
 
 pytestmark = pytest.mark.unit
 PROJECT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def test_freshness_percentiles_nearest_rank() -> None:
 
 
 def test_metrics_row_has_the_ops_table_column_count() -> None:
-    from jobs.ops import TABLES
+    from jobs.stream.ops import TABLES
 
     columns = [c for c in TABLES["batch_metrics"].split(",") if c.strip()]
     assert len(counts().as_row()) == len(columns)

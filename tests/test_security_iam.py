@@ -35,7 +35,7 @@ from botocore.exceptions import ClientError
 from jobs.bridge.landing import S3BronzeStore
 from jobs.config import load_config
 from jobs.emr.artifacts import render_policies
-from jobs.reader_fetch import get_object
+from jobs.objects.fetch import get_object
 from jobs.tenants.upload import tenant_credentials
 
 pytestmark = pytest.mark.integration

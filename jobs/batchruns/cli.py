@@ -234,7 +234,7 @@ def run_backfill_command(args: argparse.Namespace) -> int:
     from jobs.batchruns.listing import LakeLister
     from jobs.batchruns.plan import plan_backfill
     from jobs.batchruns.run import Scope, open_session, read_ledger
-    from jobs.handoff import BACKFILL, new_request_id
+    from jobs.stream.handoff import BACKFILL, new_request_id
 
     config = _config(args)
     lister = LakeLister(config)
@@ -266,7 +266,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
     """Entry of ``silverline replay``."""
     from jobs.batchruns.plan import plan_replay
     from jobs.batchruns.run import Scope, open_session, read_landed, read_ledger
-    from jobs.handoff import REPLAY, new_request_id
+    from jobs.stream.handoff import REPLAY, new_request_id
 
     config = _config(args)
     spark = open_session(config)
@@ -280,10 +280,3 @@ def run_replay_command(args: argparse.Namespace) -> int:
     )
     print_plan(plan, f"replay plan for group {config.group.name} (bucket {config.group.bucket})")
     return _finish(config, spark, plan, request_id, args, REPLAY)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``spark-submit jobs/backfill.py`` entry: same arguments as ``silverline backfill``."""
-    from jobs.cli import main as cli_main
-
-    return cli_main(["backfill", *(sys.argv[1:] if argv is None else argv)])

@@ -5,7 +5,7 @@ listing started: objects the ledger does not know are created, objects whose
 eTag differs (or that the ledger holds as deleted) are updated, and with
 ``--delete-missing`` objects the ledger holds but the listing lacks are
 removed. Every such event names the ledger event it supersedes, so it applies
-only if nothing newer landed in the meantime (:mod:`jobs.ledger`). Its time is
+only if nothing newer landed in the meantime (:mod:`jobs.stream.ledger`). Its time is
 the object's ``LastModified``; a removal takes the superseded event's time, so
 any real event that follows still wins.
 
@@ -27,7 +27,7 @@ from urllib.parse import quote_plus
 from jobs.batchruns.listing import RawObject, normalise_etag
 from jobs.events import model as m
 from jobs.events.parse import parse_message
-from jobs.handoff import BACKFILL, REPLAY
+from jobs.stream.handoff import BACKFILL, REPLAY
 
 CREATE = "create"  # the ledger does not know the object
 UPDATE = "update"  # the listed version differs from the ledger's

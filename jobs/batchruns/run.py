@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.batchruns.plan import LedgerEntry
 from jobs.config import SilverlineConfig
-from jobs.handoff import RequestInbox
-from jobs.lease import WriterLease
+from jobs.stream.handoff import RequestInbox
+from jobs.stream.lease import WriterLease
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -47,7 +47,7 @@ def read_ledger(spark: SparkSession, config: SilverlineConfig, scope: Scope) -> 
     """The ledger entries of the group's bucket in ``scope``, by key (empty: no ledger yet)."""
     from pyspark.sql import functions as F
 
-    from jobs.ops import ops_table
+    from jobs.stream.ops import ops_table
 
     table = ops_table(config, "ledger")
     if not spark.catalog.tableExists(table):
@@ -78,10 +78,10 @@ def read_landed(
     """The newest landed event of every raw object in scope, parsed from bronze like the stream does."""
     from pyspark.sql import functions as F
 
-    from jobs import ledger
     from jobs.events import model as m
-    from jobs.ops_writer import EVENT_FIELDS
-    from jobs.stream import BRONZE_SCHEMA, bronze_uri
+    from jobs.stream import ledger
+    from jobs.stream.ops_writer import EVENT_FIELDS
+    from jobs.stream.query import BRONZE_SCHEMA, bronze_uri
 
     inbox_fields = [f for f in EVENT_FIELDS if f not in ("directive", "expect_event_id", "received_at")]
     try:
@@ -141,7 +141,7 @@ def hand_over(
     Returns:
         0 when the events went through (or were handed over with ``wait=False``), 1 otherwise.
     """
-    from jobs.ingest import run_ingest
+    from jobs.stream.command import run_ingest
 
     inbox = RequestInbox.for_config(config)
     names = inbox.submit(request_id, events)
@@ -184,7 +184,7 @@ def outcomes(
     """What became of handed-over events, read back from the ledger."""
     from pyspark.sql import functions as F
 
-    from jobs.ops import ops_table
+    from jobs.stream.ops import ops_table
 
     wanted = {(str(e["key"])): str(e["event_id"]) for e in events}
     if not wanted:

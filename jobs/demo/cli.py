@@ -122,9 +122,9 @@ def _run(args: argparse.Namespace, spec: Any, lake: Path, console: DemoConsole) 
     import boto3
 
     from jobs.bridge.bridge import SqsBridge
-    from jobs.ingest import run_ingest
     from jobs.localaws import local_aws
     from jobs.simulate import create_group, publish, run, run_s3_api, verify
+    from jobs.stream.command import run_ingest
 
     started = time.monotonic()
     with local_aws() as endpoint:

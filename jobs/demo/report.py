@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.accounting import OUTCOMES
 from jobs.events.parse import parse_message
+from jobs.stream.accounting import OUTCOMES
 
 TABLE_OUTCOMES = ("applied", "duplicate", "stale", "quarantined", "deferred", "parked")
 

@@ -119,8 +119,8 @@ def run_render(args: argparse.Namespace) -> int:
 @aws_errors_exit_1
 def run_deploy_stream(args: argparse.Namespace) -> int:
     """``silverline emr deploy-stream``: submit the stream unless one of ours is unfinished."""
-    from jobs.control import clear_stop, stop_requested
     from jobs.emr.submit import running, submit
+    from jobs.stream.control import clear_stop, stop_requested
 
     config = config_from_args(args)
     found = running(config, "stream")
@@ -138,8 +138,8 @@ def run_deploy_stream(args: argparse.Namespace) -> int:
 @aws_errors_exit_1
 def run_stop_stream(args: argparse.Namespace) -> int:
     """``silverline emr stop-stream``: the stop marker, a graceful wait, then cancellation."""
-    from jobs.control import request_stop
     from jobs.emr.submit import cancel, running
+    from jobs.stream.control import request_stop
 
     config = config_from_args(args)
     uri = request_stop(config, "silverline emr stop-stream")
@@ -165,7 +165,7 @@ def run_stop_stream(args: argparse.Namespace) -> int:
 def last_batch(config: SilverlineConfig) -> dict[str, Any] | None:
     """The newest batch's metrics from their JSON-lines copy (None: no batch yet)."""
     from jobs.bridge.landing import open_store
-    from jobs.ops import metrics_uri
+    from jobs.stream.ops import metrics_uri
 
     store: Any = open_store(metrics_uri(config), config)
     names = [n for n in store.names() if n.endswith(".jsonl")]
@@ -183,10 +183,10 @@ _BATCH_KEYS = ("batch_id", "finished_at", "records_in", "applied", "parked", "qu
 @aws_errors_exit_1
 def run_status(args: argparse.Namespace) -> int:
     """``silverline emr status``."""
-    from jobs.control import stop_requested
     from jobs.emr.submit import running
-    from jobs.handoff import RequestInbox
-    from jobs.lease import WriterLease
+    from jobs.stream.control import stop_requested
+    from jobs.stream.handoff import RequestInbox
+    from jobs.stream.lease import WriterLease
 
     config = config_from_args(args)
     holder = WriterLease.for_config(config, "status").holder()

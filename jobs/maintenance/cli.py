@@ -150,10 +150,3 @@ def run_maintain_command(args: argparse.Namespace) -> int:
         log.error("maintenance failed on %d table(s): %s", len(failed), ", ".join(failed))
         return 1
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``spark-submit jobs/maintain.py`` entry: same arguments as ``silverline maintain``."""
-    from jobs.cli import main as cli_main
-
-    return cli_main(["maintain", *(sys.argv[1:] if argv is None else argv)])

@@ -28,9 +28,9 @@ from urllib.parse import unquote, urlparse
 
 from jobs.bridge.landing import bronze_uri, open_bronze_store, open_store
 from jobs.config import SilverlineConfig
-from jobs.conflicts import retry_on_conflict
 from jobs.maintenance.tables import sql_timestamp
-from jobs.ops import ops_table
+from jobs.silver.conflicts import retry_on_conflict
+from jobs.stream.ops import ops_table
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -79,7 +79,7 @@ def relative_name(uri: str, base_uri: str) -> str | None:
 
 
 def _checkpoint_store(config: SilverlineConfig, sub: str) -> _Files:
-    from jobs.stream import checkpoint_uri
+    from jobs.stream.query import checkpoint_uri
 
     return cast(_Files, open_store(f"{checkpoint_uri(config)}{sub}/", config))
 

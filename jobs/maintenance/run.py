@@ -56,9 +56,9 @@ def tables_to_maintain(
     Returns:
         Tables in a stable order: tenant tables first, then ops tables.
     """
-    from jobs.evolution import tables_in_ledger
-    from jobs.ops import TABLES, ops_table
+    from jobs.silver.evolution import tables_in_ledger
     from jobs.storage import table_name
+    from jobs.stream.ops import TABLES, ops_table
 
     found = []
     for tenant, zone, name in tables_in_ledger(spark, config):

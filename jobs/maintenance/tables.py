@@ -6,7 +6,7 @@ stream:
 
 * compaction (``rewrite_data_files``) runs with partial progress, so a file group
   whose files the stream changed meanwhile fails alone and is counted, not fatal;
-  the stream's own commits re-plan on such a conflict (:mod:`jobs.conflicts`);
+  the stream's own commits re-plan on such a conflict (:mod:`jobs.silver.conflicts`);
 * orphan removal only touches files older than ``maintenance.orphan_after_hours``
   (at least 24 hours, which Iceberg's procedure enforces), so files the stream is
   writing for a commit are never taken;
@@ -24,8 +24,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from jobs.config import MaintenanceConfig
-from jobs.conflicts import retry_on_conflict
-from jobs.silver import catalog_of, one_line
+from jobs.silver.commit import catalog_of, one_line
+from jobs.silver.conflicts import retry_on_conflict
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -1,0 +1,1 @@
+"""Reading the raw objects: fetch, decode by format, check and convert rows."""

@@ -1,0 +1,139 @@
+"""Fetch the bytes of the object version an event names, from the local lake or the S3 API.
+
+An I/O adapter of :mod:`jobs.objects.reader`. A version that is gone or changed raises
+:class:`UnreadableError` with status ``superseded`` (a later event covers it,
+R9); every other storage problem raises as is, so the caller can retry.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_PLAIN_MD5 = re.compile(r"[0-9a-fA-F]{32}")
+#: GetObject error codes that mean a later event superseded this one; every other error raises
+#: (NoSuchBucket, AccessDenied, throttling, ...). "404"/"412" are what botocore reports without a body.
+_SUPERSEDED_CODES = {
+    "NoSuchKey": "object_gone",
+    "NotFound": "object_gone",
+    "404": "object_gone",
+    "NoSuchVersion": "version_gone",
+    "PreconditionFailed": "etag_changed",
+    "412": "etag_changed",
+}
+
+
+class UnreadableError(Exception):
+    """An object that yields no rows, with the outcome it gets."""
+
+    def __init__(self, status: str, reason: str, detail: str) -> None:
+        super().__init__(f"{status} {reason}: {detail}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+def read_file(path: str, key: str, etag: str | None, *, bucket_dir: str) -> bytes:
+    """Bytes of a lake file; a missing file is superseded, a missing bucket directory raises.
+
+    Args:
+        path: The file's local path (``bucket_dir`` joined with the key).
+        key: The object key (checked for path tricks).
+        etag: The eTag the event names; checked when it is a single-part MD5.
+        bucket_dir: The bucket's directory.
+
+    Returns:
+        The bytes.
+
+    Raises:
+        UnreadableError: Unsafe key or a key the local filesystem cannot hold (quarantined), file
+            gone or changed (superseded).
+        FileNotFoundError: The bucket directory does not exist (a wrong root).
+        OSError: The file cannot be read.
+    """
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise UnreadableError("quarantined", "unsafe_key", f"key {key!r} has empty, '.' or '..' segments")
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        if not os.path.isdir(bucket_dir):  # a wrong root must not turn every event into "superseded"
+            raise FileNotFoundError(f"bucket directory {bucket_dir} does not exist") from exc
+        raise UnreadableError("superseded", "object_gone", str(exc)) from exc
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # Legal on S3 (a segment may be up to 1,024 bytes), impossible on a local filesystem.
+        raise UnreadableError(
+            "quarantined",
+            "key_too_long_for_filesystem",
+            f"a segment of the key is too long here: {exc.strerror}",
+        ) from exc
+    md5 = plain_md5(etag)
+    if md5 is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
+        raise UnreadableError("superseded", "etag_changed", f"file content no longer has eTag {md5}")
+    return data
+
+
+def get_object(client: S3Client, uri: str, version_id: str | None, etag: str | None) -> bytes:
+    """Bytes of the object version the event names (R9): by version id, else guarded by eTag.
+
+    Args:
+        client: The S3 client.
+        uri: The object's ``s3://`` URI.
+        version_id: The version the event names, if any.
+        etag: The eTag the event names, if any.
+
+    Returns:
+        The bytes.
+
+    Raises:
+        UnreadableError: The version is gone or the object changed (superseded).
+        botocore.exceptions.ClientError: Any other S3 error.
+    """
+    bucket, _, key = uri.removeprefix("s3://").partition("/")  # not urlsplit: keys may hold '?', '#'
+    try:
+        if version_id is not None:
+            response = client.get_object(Bucket=bucket, Key=key, VersionId=version_id)
+        elif etag:
+            response = client.get_object(Bucket=bucket, Key=key, IfMatch=etag.strip('"'))
+        else:
+            response = client.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        reason = _SUPERSEDED_CODES.get(exc.response.get("Error", {}).get("Code", ""))
+        if reason is None:
+            raise
+        raise UnreadableError("superseded", reason, str(exc)) from exc
+    with response["Body"] as body:
+        return body.read()
+
+
+def plain_md5(etag: str | None) -> str | None:
+    """The eTag in lower case if it is a single-part MD5, else None (not checkable locally)."""
+    if etag is None:
+        return None
+    stripped = etag.strip().strip('"')
+    return stripped.lower() if _PLAIN_MD5.fullmatch(stripped) else None
+
+
+def file_uri_to_path(uri: str) -> str:
+    """Local path of a ``file:`` URI (percent-decoded)."""
+    return url2pathname(urlsplit(uri).path)
+
+
+def default_s3_client(max_workers: int) -> S3Client:
+    """A new S3 client with a connection pool for ``max_workers`` concurrent reads."""
+    config = BotoConfig(max_pool_connections=max(10, max_workers), retries={"mode": "standard"})
+    return boto3.session.Session().client("s3", config=config)

@@ -1,0 +1,1 @@
+"""Writing the tenants' Iceberg silver tables: commits, snapshots, staging, schema evolution."""

@@ -1,0 +1,144 @@
+"""The object ledger: latest sequencer wins per object, across batches (R4, R5).
+
+Pure DataFrame transforms decide; :func:`update_ledger` writes. Events a backfill
+or replay made carry a ``directive`` and the ledger event they supersede
+(``expect_event_id``, null: "the ledger does not know the object"): they apply
+only while the ledger still holds exactly that event, so a batch run can never
+put an older version over a newer one the stream applied in the meantime. Ordering per
+(bucket, key): the greatest normalised sequencer wins; events without one fall
+back to event time. When only one of two events has a sequencer, event time
+decides against the ledger and the sequencer-bearing event wins within a batch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import Column, Window
+from pyspark.sql import functions as F
+
+from jobs.silver.conflicts import retry_on_conflict
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+APPLY = "apply"
+DUPLICATE = "duplicate"
+STALE = "stale"
+LEDGER_LIVE = "live"
+LEDGER_DELETED = "deleted"
+LEDGER_QUARANTINED = "quarantined"
+
+
+def rank_events_per_object(events_df: DataFrame) -> DataFrame:
+    """Add ``_rank`` (1 = newest event of its object) and the winner's event id.
+
+    Args:
+        events_df: Events with bucket, key, sequencer, event_time, event_id.
+
+    Returns:
+        The events with ``_rank`` and ``_winner_event_id``.
+    """
+    newest_first = Window.partitionBy("bucket", "key").orderBy(
+        F.col("sequencer").desc_nulls_last(), F.col("event_time").desc(), F.col("event_id").desc()
+    )
+    return events_df.withColumn("_rank", F.row_number().over(newest_first)).withColumn(
+        "_winner_event_id", F.first("event_id").over(newest_first)
+    )
+
+
+def filter_batch_losers(ranked_df: DataFrame) -> DataFrame:
+    """Events beaten by a newer event of the same object in this batch, with their verdict.
+
+    Args:
+        ranked_df: Output of :func:`rank_events_per_object`.
+
+    Returns:
+        Losers with ``verdict`` = duplicate (same identity as the winner) or stale.
+    """
+    return ranked_df.filter(F.col("_rank") > 1).withColumn(
+        "verdict", F.when(F.col("event_id") == F.col("_winner_event_id"), DUPLICATE).otherwise(STALE)
+    )
+
+
+def _is_newer_than_ledger() -> Column:
+    both_sequenced = F.col("sequencer").isNotNull() & F.col("_l_sequencer").isNotNull()
+    return F.coalesce(
+        F.when(both_sequenced, F.col("sequencer") > F.col("_l_sequencer")).otherwise(
+            F.col("event_time") >= F.col("_l_event_time")
+        ),
+        F.lit(False),
+    )
+
+
+def with_ledger_verdict(ranked_df: DataFrame, ledger_df: DataFrame) -> DataFrame:
+    """Judge each batch winner against the ledger: apply, duplicate or stale.
+
+    Args:
+        ranked_df: Output of :func:`rank_events_per_object`.
+        ledger_df: The ledger table (bucket, key, sequencer, event_time, event_id, ...).
+
+    Returns:
+        One row per object (the batch winner) with ``verdict`` and the ledger's ``_l_*`` fields.
+    """
+    ledger = ledger_df.select(
+        "bucket",
+        "key",
+        F.col("sequencer").alias("_l_sequencer"),
+        F.col("event_time").alias("_l_event_time"),
+        F.col("event_id").alias("_l_event_id"),
+        F.col("state").alias("_l_state"),
+    )
+    winners = ranked_df.filter(F.col("_rank") == 1)
+    for column in ("directive", "expect_event_id"):  # plain stream events have neither
+        if column not in winners.columns:
+            winners = winners.withColumn(column, F.lit(None).cast("string"))
+    directed = F.col("directive").isNotNull()
+    return winners.join(ledger, ["bucket", "key"], "left").withColumn(
+        "verdict",
+        F.when(directed & F.col("_l_event_id").eqNullSafe(F.col("expect_event_id")), APPLY)
+        .when(F.col("_l_event_id") == F.col("event_id"), DUPLICATE)
+        .when(directed, STALE)
+        .when(F.col("_l_event_id").isNull(), APPLY)
+        .when(_is_newer_than_ledger(), APPLY)
+        .otherwise(STALE),
+    )
+
+
+def judge_events(events_df: DataFrame, ledger_df: DataFrame) -> DataFrame:
+    """Every event with its verdict: batch losers (stale/duplicate) and judged winners.
+
+    Args:
+        events_df: The batch's events (bucket, key, sequencer, event_time, event_id, ...).
+        ledger_df: The ledger table.
+
+    Returns:
+        The events with ``verdict`` and the ledger's ``_l_*`` fields (null for losers).
+    """
+    ranked = rank_events_per_object(events_df)
+    winners = with_ledger_verdict(ranked, ledger_df)
+    losers = filter_batch_losers(ranked)
+    return winners.unionByName(losers, allowMissingColumns=True)
+
+
+def update_ledger(
+    spark: SparkSession, ledger_table: str, updates_df: DataFrame, *, all_new: bool = False
+) -> None:
+    """Upsert the applied objects' new state into the ledger in one commit.
+
+    Args:
+        spark: The session.
+        ledger_table: Fully qualified ledger table.
+        updates_df: One row per object with the ledger's columns.
+        all_new: No object has a ledger row yet: append instead of MERGE (no scan).
+    """
+    if all_new:
+        retry_on_conflict(lambda: updates_df.writeTo(ledger_table).append(), ledger_table)
+        return
+    view = "_silverline_ledger_updates"
+    updates_df.createOrReplaceTempView(view)
+    statement = f"""MERGE INTO {ledger_table} l USING {view} u
+            ON l.bucket = u.bucket AND l.key = u.key
+            WHEN MATCHED THEN UPDATE SET *
+            WHEN NOT MATCHED THEN INSERT *"""
+    retry_on_conflict(lambda: spark.sql(statement), ledger_table)

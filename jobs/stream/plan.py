@@ -1,0 +1,240 @@
+"""Planning a micro-batch's tenant-table changes: read the objects, check them, build the changes.
+
+For the events the ledger lets through, per (bucket, tenant, dataset): read the
+created objects (R9), judge each read (superseded objects are stale, unreadable
+ones quarantined), validate every dataset once (:mod:`jobs.quality.batch`), and
+build one :class:`jobs.silver.commit.TableChange` per tenant table — the good rows for
+silver, and the bad rows for its quarantine table, committed first.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from pyspark.sql import functions as F
+
+from jobs.config import SilverlineConfig
+from jobs.contracts import DatasetContract
+from jobs.objects.reader import ObjectReader, ObjectRef, ReadOutcome
+from jobs.quality import batch as batch_quality
+from jobs.quality.split import FAILED_EXPECTATIONS_COLUMN as FAILED_EXPECTATIONS
+from jobs.quality.split import split_verdicts
+from jobs.silver.commit import TableChange, silver_columns
+from jobs.silver.staging import RowStaging
+from jobs.storage import QUARANTINE, silver_location, table_name
+from jobs.stream import ledger
+from jobs.stream.accounting import BatchCounts
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+    from pyspark.sql import DataFrame, Row, SparkSession
+
+    from jobs.quality.verdicts import RowVerdicts
+
+# (event row, reason, detail) of an object quarantined whole: the ops `quarantine` table.
+Quarantined = tuple["Row", str, "str | None"]
+
+
+class PlannedTable(NamedTuple):
+    """One tenant table's change in a batch and the ledger state each of its events leads to."""
+
+    change: TableChange
+    states: list[tuple[Row, str]]
+    tenant: str
+    dataset: str
+
+
+class Planner:
+    """Builds the tenant-table changes of a micro-batch."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        config: SilverlineConfig,
+        contracts: Mapping[str, DatasetContract],
+        reader: ObjectReader,
+        expectations_dir: Path,
+    ) -> None:
+        """Create the planner.
+
+        Args:
+            spark: The session.
+            config: The job configuration.
+            contracts: Dataset contracts by name.
+            reader: The object reader.
+            expectations_dir: Where the expectation suites live.
+        """
+        self.spark = spark
+        self.config = config
+        self.contracts = contracts
+        self.reader = reader
+        self.expectations_dir = expectations_dir
+        self.staging = RowStaging.for_config(config)  # the rows' way into Spark (Parquet files)
+
+    def plan(
+        self, to_apply: Sequence[Row], batch_id: int, counts: BatchCounts, quarantine: list[Quarantined]
+    ) -> tuple[dict[str, PlannedTable], list[RowVerdicts]]:
+        """Read, validate and plan every tenant table the events touch.
+
+        Args:
+            to_apply: Events the ledger lets through, of declared datasets.
+            batch_id: The micro-batch id (the ``_batch_id`` of new rows).
+            counts: The batch's counts (updated).
+            quarantine: Objects quarantined whole are appended here.
+
+        Returns:
+            The planned changes by table name, and the validation verdicts.
+        """
+        groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+        for row in to_apply:
+            groups[(row["bucket"], row["tenant"], row["dataset"])].append(row)
+        reads = []
+        with counts.phase("read"):
+            for (bucket, tenant, dataset), rows in groups.items():
+                reads.append(self._read(bucket, tenant, dataset, rows, counts, quarantine))
+        with counts.phase("validate"):
+            verdicts = batch_quality.check([r for r, _ in reads], self.expectations_dir)
+        with counts.phase("read"):
+            # Staging each table's rows (a Parquet write, then Spark resolving the file) is
+            # mostly I/O and JVM work: tables are staged side by side.
+            workers = max(1, min(self.config.stream.commit_threads, len(reads)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                frames = list(pool.map(lambda r: self._frames(r[0], batch_id), reads))
+            plan = {}
+            for (read, states), (good_df, bad_df) in zip(reads, frames, strict=True):
+                planned = self._planned(read, states, good_df, bad_df, counts, quarantine)
+                plan[planned.change.table] = planned
+        return plan, verdicts
+
+    def _read(
+        self,
+        bucket: str,
+        tenant: str,
+        dataset: str,
+        rows: list[Row],
+        counts: BatchCounts,
+        quarantine: list[Quarantined],
+    ) -> tuple[batch_quality.TableRead, list[tuple[Row, str]]]:
+        contract = self.contracts[dataset].for_tenant(tenant)
+        created = [r for r in rows if r["event_kind"] == "created"]
+        table, outcomes = self.reader.read([_ref(r) for r in created], contract)
+        counts.files_read += len(created)
+        stats = counts.table(tenant, dataset)
+        stats["files"] += len(created)
+        stats["rows_read"] += table.num_rows
+        states = [(r, ledger.LEDGER_DELETED) for r in rows if r["event_kind"] != "created"]
+        for row, outcome in zip(created, outcomes, strict=True):
+            states.extend(_judge_read(row, outcome, counts, quarantine))
+        return batch_quality.TableRead(bucket, tenant, dataset, contract, table), states
+
+    def _frames(self, read: batch_quality.TableRead, batch_id: int) -> tuple[DataFrame, DataFrame | None]:
+        """The good rows (silver columns) and the bad rows (quarantine columns, None if none) for Spark.
+
+        The split happens in Arrow, so the common case hands Spark only the silver columns
+        (not the raw text, row numbers and verdict lists every read row carries).
+        """
+        assert read.checked is not None  # set by batch_quality.check
+        good, bad = batch_quality.split_checked(read.checked)
+        silver = [(n, t) for n, t in silver_columns(read.contract) if n not in ("_ingest_time", "_batch_id")]
+        good_df = self._spark_frame(good, silver, batch_id)  # in table order: lineage ends the row
+        bad_df = None
+        if bad.num_rows:
+            _, bad_df = split_verdicts(self._checked_df(bad, read.contract, batch_id))
+        return good_df, bad_df
+
+    def _planned(
+        self,
+        read: batch_quality.TableRead,
+        states: list[tuple[Row, str]],
+        good_df: DataFrame,
+        bad_df: DataFrame | None,
+        counts: BatchCounts,
+        quarantine: list[Quarantined],
+    ) -> PlannedTable:
+        if read.rejected_keys:  # reject_file: the whole object is quarantined, its rows logged
+            for i, (row, state) in enumerate(states):
+                if state == ledger.LEDGER_LIVE and row["key"] in read.rejected_keys:
+                    states[i] = (row, ledger.LEDGER_QUARANTINED)
+                    quarantine.append(
+                        (row, "rejected_rows", batch_quality.quarantine_summary(read, row["key"]))
+                    )
+        assert read.checked is not None  # set by batch_quality.check
+        stats = counts.table(read.tenant, read.dataset)
+        stats["rows_quarantined"] = stats.get("rows_quarantined", 0) + read.bad_rows
+        counts.rows_quarantined += read.bad_rows
+        names = (self.config.catalog.name, read.bucket, read.tenant, read.dataset)
+        rejected = None
+        if bad_df is not None:
+            rejected = TableChange(
+                table=table_name(self.config, *names[1:], QUARANTINE),
+                location=silver_location(self.config.lake.root, *names[1:], QUARANTINE),
+                contract=read.contract,
+                rows=bad_df.select(*_columns(read.contract, QUARANTINE)),
+                replace_keys=[],
+                row_count=read.bad_rows,
+                zone=QUARANTINE,
+            )
+        change = TableChange(
+            table=table_name(self.config, *names[1:]),
+            location=silver_location(self.config.lake.root, *names[1:]),
+            contract=read.contract,
+            rows=good_df,  # already the table's columns in order (see _frames)
+            # Only objects the ledger knows as live can have rows to replace; others append.
+            replace_keys=[r["key"] for r, _ in states if r["_l_state"] == ledger.LEDGER_LIVE],
+            row_count=read.checked.num_rows - read.bad_rows,
+            quarantine=rejected,
+        )
+        return PlannedTable(change, states, read.tenant, read.dataset)
+
+    def _checked_df(self, checked: pa.Table, contract: DatasetContract, batch_id: int) -> DataFrame:
+        """Read rows with their verdicts as a Spark DataFrame (ingest time and batch id added)."""
+        quarantine = silver_columns(contract, QUARANTINE)
+        columns = [
+            (n, t) for n, t in quarantine if n not in ("_ingest_time", "_batch_id", FAILED_EXPECTATIONS)
+        ]
+        columns.insert(len(columns) - len(batch_quality.LINEAGE), (batch_quality.FAILED, "array<string>"))
+        return self._spark_frame(checked, columns, batch_id)
+
+    def _spark_frame(self, table: pa.Table, columns: Sequence[tuple[str, str]], batch_id: int) -> DataFrame:
+        """``columns`` of ``table``, then ``_ingest_time`` and ``_batch_id``, as a Spark DataFrame."""
+        ingest = [
+            F.current_timestamp().alias("_ingest_time"),
+            F.lit(batch_id).cast("bigint").alias("_batch_id"),
+        ]
+        return self.staging.frame(self.spark, table, columns, label=f"batch{batch_id}", extra=ingest)
+
+
+def _columns(contract: DatasetContract, zone: str) -> list[str]:
+    return [f"`{name}`" for name, _ in silver_columns(contract, zone)]
+
+
+def _judge_read(
+    row: Row, outcome: ReadOutcome, counts: BatchCounts, quarantine: list[Quarantined]
+) -> list[tuple[Row, str]]:
+    if outcome.status == "superseded":
+        counts.add("stale", 1, tenant=row["tenant"], dataset=row["dataset"])
+        counts.superseded += 1
+        return []
+    if outcome.status == "quarantined":
+        quarantine.append((row, outcome.reason or "quarantined", outcome.detail))
+        return [(row, ledger.LEDGER_QUARANTINED)]
+    counts.rows_read += outcome.rows
+    return [(row, ledger.LEDGER_LIVE)]
+
+
+def _ref(row: Row) -> ObjectRef:
+    return ObjectRef(
+        bucket=row["bucket"],
+        key=row["key"],
+        tenant=row["tenant"],
+        dataset=row["dataset"],
+        version_id=row["version_id"],
+        etag=row["etag"],
+        sequencer=row["sequencer"],
+        event_time=row["event_time"],
+        size=row["size"],
+    )

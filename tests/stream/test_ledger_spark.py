@@ -1,0 +1,166 @@
+"""The ledger guard: newest event per object wins, across batches (R4, R5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from chispa import assert_df_equality
+
+from jobs.stream.ledger import filter_batch_losers, rank_events_per_object, with_ledger_verdict
+
+pytestmark = pytest.mark.spark
+
+EVENTS = "bucket string, key string, sequencer string, event_time timestamp, event_id string"
+LEDGER = "bucket string, key string, sequencer string, event_time timestamp, event_id string, state string"
+T = dt.datetime(2024, 3, 1, 12, 0)
+
+
+def seq(n: int) -> str:
+    return f"{n:032X}"
+
+
+def events(spark: Any, rows: list[tuple[Any, ...]]) -> Any:
+    return spark.createDataFrame(rows, EVENTS)
+
+
+def test_batch_winner_is_greatest_sequencer_and_losers_are_stale_or_duplicate(spark: Any) -> None:
+    ranked = rank_events_per_object(
+        events(
+            spark,
+            [
+                ("b", "k1", seq(0x10), T, "e10"),
+                ("b", "k1", seq(0x0F), T + dt.timedelta(seconds=5), "e0f"),  # later clock, older sequencer
+                ("b", "k1", seq(0x10), T, "e10"),  # duplicate of the winner
+                ("b", "k2", None, T, "n1"),
+                ("b", "k2", None, T + dt.timedelta(seconds=1), "n2"),  # no sequencer: time decides
+            ],
+        )
+    )
+    winners = ranked.filter("_rank = 1").select("key", "event_id")
+    assert_df_equality(
+        winners,
+        spark.createDataFrame([("k1", "e10"), ("k2", "n2")], "key string, event_id string"),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    losers = filter_batch_losers(ranked).select("key", "event_id", "verdict")
+    assert_df_equality(
+        losers,
+        spark.createDataFrame(
+            [("k1", "e0f", "stale"), ("k1", "e10", "duplicate"), ("k2", "n1", "stale")],
+            "key string, event_id string, verdict string",
+        ),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+def test_verdict_against_the_ledger(spark: Any) -> None:
+    ledger = spark.createDataFrame(
+        [
+            ("b", "newer", seq(5), T, "l-newer", "live"),
+            ("b", "older", seq(9), T, "l-older", "live"),
+            ("b", "same", seq(7), T, "same-id", "live"),
+            ("b", "deleted", seq(8), T, "l-del", "deleted"),
+            ("b", "timed", None, T, "l-timed", "live"),
+        ],
+        LEDGER,
+    )
+    batch = events(
+        spark,
+        [
+            ("b", "newer", seq(6), T, "x1"),  # newer than ledger -> apply
+            ("b", "older", seq(3), T, "x2"),  # older -> stale
+            ("b", "same", seq(7), T, "same-id"),  # the applied event again -> duplicate
+            ("b", "deleted", seq(4), T, "x3"),  # a create older than the tombstone -> stale
+            ("b", "timed", None, T - dt.timedelta(seconds=1), "x4"),  # no sequencer, earlier -> stale
+            ("b", "fresh", seq(1), T, "x5"),  # never seen -> apply
+            ("b", "nullseq", None, None, "x6"),  # never seen, nothing to compare -> apply
+        ],
+    )
+    verdicts = with_ledger_verdict(rank_events_per_object(batch), ledger).select("key", "verdict")
+    assert_df_equality(
+        verdicts,
+        spark.createDataFrame(
+            [
+                ("newer", "apply"),
+                ("older", "stale"),
+                ("same", "duplicate"),
+                ("deleted", "stale"),
+                ("timed", "stale"),
+                ("fresh", "apply"),
+                ("nullseq", "apply"),
+            ],
+            "key string, verdict string",
+        ),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+def test_directed_events_apply_only_while_the_ledger_holds_what_they_expect(spark: Any) -> None:
+    ledger = spark.createDataFrame(
+        [
+            ("b", "still", seq(5), T, "l-still", "live"),
+            ("b", "moved", seq(9), T, "l-moved-on", "live"),
+            ("b", "again", seq(7), T, "bf-again", "live"),
+            ("b", "replayed", seq(7), T, "l-rep", "live"),
+        ],
+        LEDGER,
+    )
+    directed = EVENTS + ", directive string, expect_event_id string"
+    later = T + dt.timedelta(days=1)
+    batch = spark.createDataFrame(
+        [
+            (
+                "b",
+                "still",
+                None,
+                T - dt.timedelta(days=9),
+                "bf-1",
+                "backfill",
+                "l-still",
+            ),  # older time, still current
+            (
+                "b",
+                "moved",
+                None,
+                later,
+                "bf-2",
+                "backfill",
+                "l-was",
+            ),  # the stream applied something else since
+            (
+                "b",
+                "again",
+                None,
+                later,
+                "bf-again",
+                "backfill",
+                "l-before",
+            ),  # this very event already applied
+            ("b", "unknown", None, later, "bf-3", "backfill", None),  # expects no ledger row: none
+            ("b", "replayed", seq(7), T, "l-rep", "replay", "l-rep"),  # same id as the ledger: re-applied
+            ("b", "plain", seq(1), T, "p-1", None, None),  # an ordinary event is judged as before
+        ],
+        directed,
+    )
+    judged = with_ledger_verdict(rank_events_per_object(batch), ledger).select("key", "verdict")
+    assert_df_equality(
+        judged,
+        spark.createDataFrame(
+            [
+                ("still", "apply"),
+                ("moved", "stale"),
+                ("again", "duplicate"),
+                ("unknown", "apply"),
+                ("replayed", "apply"),
+                ("plain", "apply"),
+            ],
+            "key string, verdict string",
+        ),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
