@@ -37,6 +37,13 @@ log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.2
 _BACKLOG_CHECK_SECONDS = 1.0
+# ReceiveMessage wait while draining (``run_until_empty``): still a long poll, which asks
+# every SQS server (a short poll samples only some, and may answer empty while messages
+# wait), but one that returns within a second once the queue is empty, so an
+# ``available-now`` run ends about a second after the last message instead of waiting
+# out ``wait_time_seconds`` (up to 20 s) twice: the empty receive, then the one that
+# ``stop()`` joins.
+DRAIN_WAIT_SECONDS = 1
 
 
 class SqsBridge:
@@ -114,6 +121,7 @@ class SqsBridge:
             metrics=self._metrics,
         )
         self._state = "new"
+        self._wait_seconds = self._cfg.wait_time_seconds
         self._logged: tuple[float, MetricsSnapshot] = (time.monotonic(), MetricsSnapshot())
         self._backlog_checked = 0.0
 
@@ -159,6 +167,7 @@ class SqsBridge:
             holding=self._holding,
             gate=self._gate,
             metrics=self._metrics,
+            wait_seconds=self._wait_seconds,
         )
 
     def _stopping(self) -> bool:
@@ -187,7 +196,8 @@ class SqsBridge:
     def stop(self) -> MetricsSnapshot:
         """Stop receiving, land and delete everything held, join the threads.
 
-        Receivers finish their current long poll first (up to ``wait_time_seconds``).
+        Receivers finish their current long poll first (up to ``wait_time_seconds``; while
+        draining, up to :data:`DRAIN_WAIT_SECONDS`).
 
         Returns:
             The final metrics.
@@ -228,7 +238,9 @@ class SqsBridge:
         Drained: every receiver's latest receive was empty, everything landed has been
         deleted, and the queue reports no visible, in-flight or delayed messages (so
         messages a crashed bridge still held are waited for, up to their visibility
-        timeout). :meth:`request_stop` ends the run early.
+        timeout). :meth:`request_stop` ends the run early. Receivers wait at most
+        :data:`DRAIN_WAIT_SECONDS` per receive here, so the run ends about a second
+        after the queue is empty, whatever ``bridge.wait_time_seconds`` says.
 
         Returns:
             The final metrics.
@@ -236,6 +248,7 @@ class SqsBridge:
         Raises:
             BridgeError: SQS or the store kept failing.
         """
+        self._wait_seconds = min(self._wait_seconds, DRAIN_WAIT_SECONDS)
         return self._run_until(lambda: self._holding.drained() and self._queue_is_empty())
 
     def _run_until(self, done: Callable[[], bool]) -> MetricsSnapshot:

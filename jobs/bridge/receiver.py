@@ -32,6 +32,7 @@ class Receiver:
         holding: Holding,
         gate: FailureGate,
         metrics: BridgeMetrics,
+        wait_seconds: int | None = None,
     ) -> None:
         """Create a receiver.
 
@@ -44,6 +45,7 @@ class Receiver:
             holding: Where received messages go.
             gate: Failure counting and backoff.
             metrics: Counters.
+            wait_seconds: ReceiveMessage's wait (default: ``settings.wait_time_seconds``).
         """
         self.index = index
         self._sqs = client
@@ -53,6 +55,7 @@ class Receiver:
         self._holding = holding
         self._gate = gate
         self._metrics = metrics
+        self._wait_seconds = settings.wait_time_seconds if wait_seconds is None else wait_seconds
 
     def run(self, stopping: Callable[[], bool]) -> None:
         """Receive until ``stopping()``; the poll in progress then still completes.
@@ -73,7 +76,7 @@ class Receiver:
                     self._sqs,
                     self._queue_url,
                     max_messages=self._cfg.max_messages,
-                    wait_seconds=self._cfg.wait_time_seconds,
+                    wait_seconds=self._wait_seconds,
                     visibility_seconds=self._cfg.visibility_timeout_seconds,
                 )
             except CALL_ERRORS as exc:

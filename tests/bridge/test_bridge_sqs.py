@@ -388,3 +388,36 @@ def test_embedded_start_stop_lands_and_deletes_what_it_received(moto_endpoint: s
     assert (snap.landed, snap.deleted, snap.held, snap.files) == (snap.received, snap.received, 0, 1)
     assert_landed(read_bronze(bronze_dir(tmp_path)), sent, exactly_once=False)
     assert drain(client, queue.url) == {}
+
+
+class RecordingWaits:
+    """Wraps an SQS client; remembers the WaitTimeSeconds of every ReceiveMessage call."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.waits: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        self.waits.append(kwargs["WaitTimeSeconds"])
+        return self._client.receive_message(**kwargs)
+
+
+def test_draining_never_waits_out_the_configured_long_poll(moto_endpoint: str, tmp_path: Path) -> None:
+    """`run_until_empty` (available-now) ends within a second of the queue emptying, not 20 s twice."""
+    client = sqs_client(moto_endpoint)
+    queue = make_queue(client)
+    sent = send(client, queue.url, sample_bodies(25))
+    recording = RecordingWaits(client)
+    config = bridge_config(tmp_path, moto_endpoint, queue.url, receivers=2, wait_time_seconds=20)
+
+    snap = SqsBridge(config, sqs_client=recording).run_until_empty()
+
+    assert_landed(read_bronze(bronze_dir(tmp_path)), sent, exactly_once=False)
+    assert snap.deleted == snap.received and drain(client, queue.url) == {}
+    assert recording.waits, "no receive was made"
+    assert set(recording.waits) == {1}, recording.waits
+    # the empty receives that ended the drain: at least one per receiver, each a 1 s long poll
+    assert recording.waits.count(1) >= 2
