@@ -21,10 +21,11 @@ from jobs.contracts import DatasetContract
 from jobs.objects.reader import ObjectReader
 from jobs.quality.suites import expectations_dir
 from jobs.silver.commit import CommitResult, commit_changes
-from jobs.silver.snapshots import current_snapshot_id
+from jobs.silver.snapshots import current_snapshot_id, find_batch_snapshot
 from jobs.stream import ledger
 from jobs.stream.accounting import BatchCounts, freshness_percentiles
 from jobs.stream.handoff import RequestInbox
+from jobs.stream.intents import CommitIntents, Intent
 from jobs.stream.notify import TableUpdate, TableUpdateNotifier
 from jobs.stream.ops import MetricsSink, ops_table
 from jobs.stream.ops_writer import EVENT_FIELDS, OpsWriter
@@ -66,6 +67,7 @@ class BatchWriter:
         self.notifier = notifier  # downstream "table updated" messages (None: not configured)
         self._nothing_held_at: tuple[int | None, int] | None = None  # (held snapshot, gate version)
         self.inbox = RequestInbox.for_config(config)  # events handed over by backfill / replay runs
+        self.intents = CommitIntents.for_config(config)  # what a batch's commits stand for, until recorded
         self.planner.staging.clear()  # rows a crashed writer staged: its batch is replayed from bronze
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
@@ -129,32 +131,41 @@ class BatchWriter:
     ) -> BatchCounts:
         """Apply one micro-batch (or retry pass): every effect it has, in the order it has them.
 
-        Nothing before step 1 writes anything durable: the inputs (this batch's events,
-        the retry table, held events of tenants active again, request files handed over
-        by backfill/replay runs) are judged against the ledger, admitted by the tenant
-        gate, read, checked and staged. Then, in this order:
+        First, intents left by a batch that stopped between its commits and its ledger
+        update are recovered (:mod:`jobs.stream.intents`): the tables that did commit
+        get their objects' ledger rows. Nothing else before step 1 writes anything
+        durable: the inputs (this batch's events, the retry table, held events of
+        tenants active again, request files handed over by backfill/replay runs) are
+        judged against the ledger, admitted by the tenant gate, read, checked and
+        staged. Then, in this order:
 
-        1. **silver commits**, one per tenant table (quarantine table first). Each
-           snapshot carries (query id, batch id): a replay of this batch id skips the
-           tables it already committed. Staged rows are cleared once the commits ran.
-        2. **ledger**: the objects applied or quarantined, with their new state.
-        3. **retry table** rewritten: the events of failed commits and deferred events.
-        4. **notifications** of the committed tables (only after the ledger: durable state).
-        5. **held**, **quarantine** and **validation** rows, each replaced per batch id.
-        6. **held events released** (their tenants' events went through this batch) and
+        1. **held**, **quarantine** and **validation** rows, each replaced per batch id:
+           they depend on the plan only, so they are durable before any event leaves
+           the retry table or the ledger calls an object done.
+        2. **intent**: the ledger rows each tenant table's commit stands for.
+        3. **silver commits**, one per tenant table (quarantine table first). Each
+           snapshot carries (query id, batch id). A table that already has this batch's
+           snapshot is skipped, and its planned events, which that commit did not hold
+           (the recovered intent made the ones it held duplicates), wait in the retry
+           table. Staged rows are cleared once the commits ran.
+        4. **ledger**: the objects applied or quarantined, with their new state.
+        5. **intent removed**.
+        6. **retry table** rewritten: events of failed or skipped commits, deferred events.
+        7. **notifications** of the committed tables (after the ledger: durable state).
+        8. **held events released** (their tenants' events went through this batch) and
            handed-over **request files marked done**.
-        7. **batch metrics**, replaced per batch id.
+        9. **batch metrics**, replaced per batch id.
 
         Why a crash between two steps is safe: Spark replays the micro-batch from bronze
         with the same batch id (a retry pass gets the same id while the retry table is
-        unchanged), and every step is idempotent for that id: committed tables are
-        skipped (1), the ledger turns already-applied events into duplicate or stale (2),
-        and the ops rows of 3, 5 and 7 are replaced, not appended. Step 6 runs after
+        unchanged); a new query (``--reset-checkpoint``) replays it under another id.
+        Either way the next batch first recovers the intent of 2, so an object whose
+        commit (3) landed is in the ledger before anything is judged, and is never
+        appended twice; the ledger turns what is already applied into duplicate or
+        stale; the ops rows of 1, 6 and 9 are replaced, not appended. Step 8 runs after
         every table that took those events was written, so a crash before it only
-        replays them into the ledger's duplicate verdict. A notification (4) may be sent
-        twice, never before its state is durable. One window is open (issue #22): events
-        that came from the retry table and end held or quarantined leave it in 3 before
-        5 records them, so a crash between the two loses them.
+        replays them into the ledger's duplicate verdict. A notification (7) may be sent
+        twice, never before its state is durable.
 
         Args:
             batch_df: The micro-batch's parsed records (None for a retry pass).
@@ -169,6 +180,8 @@ class BatchWriter:
         counts = BatchCounts(batch_id=batch_id, query_id=self.query_id, started_at=started)
         if batch_df is not None:  # reading bronze, parsing, the watermark dedupe (the query's own work)
             counts.phase_seconds["source"] = round(source_seconds, 3)
+        with counts.phase("ledger"):
+            self._recover_intents()
         with counts.phase("parse"):
             retry = self.spark.table(ops_table(self.config, "retry")).select(*EVENT_FIELDS, "attempts")
             released = self._released_tenants()
@@ -190,7 +203,15 @@ class BatchWriter:
             quarantine: list[tuple[Row, str, str | None]] = [(r, "unknown_dataset", None) for r in unknown]
             try:
                 plan, verdicts = self.planner.plan(to_apply, batch_id, counts, quarantine)
-                with counts.phase("commit"):  # 1
+                with counts.phase("ledger"):
+                    self.ops.write_held(  # 1
+                        [*admission.held, *((r, TENANT_OFFBOARDED) for r in admission.dropped)], batch_id
+                    )
+                    self.ops.write_quarantine(quarantine, batch_id)
+                    self.ops.write_validation(verdicts, batch_id=batch_id, query_id=self.query_id)
+                    if plan:  # 2
+                        self.intents.write(_intent(plan, self.query_id, batch_id))
+                with counts.phase("commit"):  # 3
                     results = commit_changes(
                         self.spark,
                         [planned.change for planned in plan.values()],
@@ -201,25 +222,30 @@ class BatchWriter:
             finally:
                 self.planner.staging.clear()  # the commits have read the staged rows
             with counts.phase("ledger"):
-                done, failed, updates = self._tally(plan, results, unknown, counts)
-                self._update_ledger(done, batch_id)  # 2
-                self.ops.rewrite_retry(failed, batch_id, counts, admission.deferred)  # 3
-                if self.notifier is not None and updates:  # 4
+                done, failed, skipped, updates = self._tally(plan, results, unknown, counts)
+                self._update_ledger(done, batch_id)  # 4
+                if plan:  # 5
+                    self.intents.remove(self.query_id, batch_id)
+                self.ops.rewrite_retry(failed, batch_id, counts, admission.deferred, skipped)  # 6
+                if self.notifier is not None and updates:  # 7
                     self.notifier.record(updates)
                 self._note_lags([*done, *failed], counts)
-                self.ops.write_held(  # 5
-                    [*admission.held, *((r, TENANT_OFFBOARDED) for r in admission.dropped)], batch_id
-                )
-                self.ops.write_quarantine(quarantine, batch_id)
-                self.ops.write_validation(verdicts, batch_id=batch_id, query_id=self.query_id)
-                if released:  # 6: their events went through this batch's ledger: no longer held
+                if released:  # 8: their events went through this batch's ledger: no longer held
                     self.ops.release_held(released, RELEASABLE)
                 self.inbox.done(requests)
         finally:
             all_events.unpersist()
         counts.finished_at = datetime.now(UTC)
-        self.ops.write_metrics(counts)  # 7
+        self.ops.write_metrics(counts)  # 9
         return counts
+
+    def _recover_intents(self) -> None:
+        """Record in the ledger what a stopped batch committed (see :mod:`jobs.stream.intents`)."""
+        rows, names = self.intents.recover(self.spark, find_batch_snapshot)
+        if rows:
+            ledger_table = ops_table(self.config, "ledger")
+            ledger.update_ledger(self.spark, ledger_table, self.ops.ledger_df(rows))
+        self.intents.forget(names)
 
     def _released_tenants(self) -> list[str]:
         """Active tenants with held events: those events re-enter in this batch."""
@@ -274,10 +300,17 @@ class BatchWriter:
         results: Sequence[CommitResult],
         unknown: Sequence[Row],
         counts: BatchCounts,
-    ) -> tuple[list[tuple[Row, str]], list[tuple[Row, str]], list[TableUpdate]]:
-        """Count the commits' results: (events done with their ledger state, failed, table updates)."""
+    ) -> tuple[list[tuple[Row, str]], list[tuple[Row, str]], list[Row], list[TableUpdate]]:
+        """Count the commits' results.
+
+        Returns:
+            The events done (with their ledger state), the failed ones (with the error),
+            those of tables skipped as already committed by this batch id, and the
+            committed tables' updates.
+        """
         done: list[tuple[Row, str]] = [(r, ledger.LEDGER_QUARANTINED) for r in unknown]
         failed: list[tuple[Row, str]] = []
+        skipped: list[Row] = []
         updates: list[TableUpdate] = []
         for result in results:
             planned = plan[result.table]
@@ -288,6 +321,11 @@ class BatchWriter:
             if result.status == "failed":
                 counts.tables_failed += 1
                 failed.extend((row, result.error or "commit failed") for row, _ in states)
+                continue
+            if result.status == "skipped_replay":  # that commit did not hold these events: retry them
+                for row, _ in states:
+                    skipped.append(row)
+                    counts.add("deferred", 1, tenant=row["tenant"], dataset=row["dataset"])
                 continue
             counts.tables_committed += result.status == "committed"
             counts.rows_written += result.rows_written
@@ -308,7 +346,7 @@ class BatchWriter:
                     delay = now - row["event_time"].replace(tzinfo=UTC)
                     counts.freshness_samples.append(delay.total_seconds())
         counts.freshness_p50_s, counts.freshness_p95_s = freshness_percentiles(counts.freshness_samples)
-        return done, failed, updates
+        return done, failed, skipped, updates
 
     def _update_ledger(self, done: Sequence[tuple[Row, str]], batch_id: int) -> None:
         """Record the new state of every object this batch applied or quarantined."""
@@ -367,3 +405,13 @@ def _ledger_row(row: Row, state: str, batch_id: int, now: datetime) -> tuple[Any
         row["bucket"], row["key"], row["tenant"], row["dataset"], state, row["sequencer"],
         row["event_time"], row["event_id"], row["etag"], row["version_id"], batch_id, now,
     )  # fmt: skip
+
+
+def _intent(plan: Mapping[str, PlannedTable], query_id: str, batch_id: int) -> Intent:
+    """The ledger rows each planned table's commit stands for (written before the commits)."""
+    now = datetime.now(UTC)
+    tables = {
+        table: [_ledger_row(row, state, batch_id, now) for row, state in planned.states]
+        for table, planned in plan.items()
+    }
+    return Intent(query_id, batch_id, tables)

@@ -31,6 +31,8 @@ _PARTIAL_FILE = "Cannot delete file where some, but not all, rows match filter"
 
 # The retry table's ``last_error`` of events over their tenant's per-batch cap.
 CAP_REASON = "over the tenant's cap (stream.max_files_per_tenant)"
+# ... and of events whose table this batch id had already committed, in a run that did not hold them.
+SKIPPED_REASON = "replayed batch: its table was already committed without this object"
 
 
 class OpsWriter:
@@ -68,6 +70,7 @@ class OpsWriter:
         batch_id: int,
         counts: BatchCounts,
         waiting: Sequence[Row] = (),
+        skipped: Sequence[Row] = (),
     ) -> None:
         """Park events out of attempts; replace the retry table with the rest (counts updated).
 
@@ -76,6 +79,8 @@ class OpsWriter:
             batch_id: The batch id.
             counts: The batch's counts (``parked`` and ``deferred`` updated for ``failed``).
             waiting: Events over their tenant's cap (already counted ``deferred``; attempts kept).
+            skipped: Events of tables this batch id had already committed without them
+                (already counted ``deferred``; attempts kept).
         """
         retry_table = ops_table(self.config, "retry")
         parked = [(r, e) for r, e in failed if r["attempts"] + 1 >= self.config.stream.max_attempts]
@@ -88,10 +93,11 @@ class OpsWriter:
                 for r, e in parked
             ]
             self.replace_batch_rows("parked", rows, batch_id)
-        if again or waiting or counts.retried_in:
+        if again or waiting or skipped or counts.retried_in:
             schema = self.spark.table(retry_table).schema
             rows = [(r["attempts"] + 1, e, *[r[f] for f in EVENT_FIELDS]) for r, e in again]
             rows += [(r["attempts"], CAP_REASON, *[r[f] for f in EVENT_FIELDS]) for r in waiting]
+            rows += [(r["attempts"], SKIPPED_REASON, *[r[f] for f in EVENT_FIELDS]) for r in skipped]
             frame = self.spark.createDataFrame(rows, schema=schema)
             retry_on_conflict(lambda: frame.writeTo(retry_table).overwrite(F.lit(True)), retry_table)
 

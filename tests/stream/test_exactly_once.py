@@ -1,0 +1,208 @@
+"""Exactly once per object, whatever the batch id (R6, R7): the crash windows between a batch's effects.
+
+Each test drives the stream's micro-batch writer in process on the session's Spark,
+with its own lake and Iceberg catalogs, and stops it where a crash would: an
+exception raised by the step right after the one that must survive. The "restart"
+is a new writer on the same lake, as a restarted job builds. Expectations come
+from the objects the test wrote (tests/lakegen.py's oracle), never from the job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.config import SilverlineConfig, load_config
+from jobs.contracts import load_contracts
+from jobs.events.spark import parse_events, with_foreign_buckets_rejected
+from jobs.objects.reader import ObjectReader
+from jobs.session import catalog_settings
+from jobs.stream import ledger
+from jobs.stream.microbatch import BatchWriter
+from jobs.stream.ops import ensure_ops_tables, ops_table
+from jobs.stream.ops_writer import EVENT_FIELDS, OpsWriter
+from jobs.stream.query import BRONZE_SCHEMA, with_dedupe_key
+from tests import streamkit as kit
+from tests.lakegen import Lake
+
+pytestmark = pytest.mark.spark
+
+ORDERS = ["order_id", "customer_id", "amount", "currency", "order_ts"]
+
+
+class CrashError(Exception):
+    """Stands for the process dying at this point."""
+
+
+@dataclass
+class Harness:
+    spark: Any
+    config: SilverlineConfig
+    lake: Lake
+    lake_dir: Path
+
+    def writer(self, query_id: str) -> BatchWriter:
+        """A new writer on this lake, as a (re)started job builds it."""
+        contracts = load_contracts(self.config.stream.datasets_file)
+        writer = BatchWriter(self.spark, self.config, contracts, ObjectReader(self.config.objects_root))
+        writer.query_id = query_id
+        return writer
+
+    def batch(self, messages: list[str]) -> Any:
+        """The parsed, deduplicated micro-batch the query would hand over for these messages.
+
+        As ``jobs.stream.query.deduplicated_events`` builds it, with a batch ``dropDuplicates``
+        in place of the streaming-only ``dropDuplicatesWithinWatermark``.
+        """
+        rows = [
+            (f"m-{uuid.uuid4().hex}", "q", body, "2026-12-01T00:00:00.000Z", 1, None, "test")
+            for body in messages
+        ]
+        bronze = (
+            self.spark.createDataFrame(rows, BRONZE_SCHEMA)
+            .withColumn("bronze_file", F.lit("file:///bronze/test.jsonl"))
+            .withColumn("received_at", F.to_timestamp("received_at"))
+        )
+        return (
+            bronze.withColumn("body_sha256", F.sha2(F.coalesce(F.col("body"), F.lit("")), 256))
+            .transform(parse_events)
+            .transform(lambda df: with_foreign_buckets_rejected(df, self.config.group.bucket))
+            .transform(with_dedupe_key)
+            .dropDuplicates(["dedupe_key"])
+        )
+
+    def silver(self, tenant: str) -> list[tuple[Any, ...]]:
+        return kit.silver_rows(self.lake_dir, tenant, "orders", ORDERS)
+
+    def ledger_keys(self) -> dict[str, str]:
+        rows = self.spark.table(ops_table(self.config, "ledger")).collect()
+        return {r["key"]: r["state"] for r in rows}
+
+    def ops_rows(self, name: str) -> list[Any]:
+        return self.spark.table(ops_table(self.config, name)).collect()
+
+
+@pytest.fixture
+def harness(spark: Any, tmp_path: Path) -> Iterator[Harness]:
+    lake_dir = tmp_path / "lake"
+    lake_dir.mkdir()
+    catalog = f"xo{uuid.uuid4().hex[:8]}"
+    config = load_config(
+        kit.PROJECT / "conf" / "local.yaml",
+        environ={},
+        overrides={
+            "lake": {"root": str(lake_dir)},
+            "catalog": {"name": catalog},
+            "group": {"name": "xo", "bucket": "demo-lake"},
+            "stream": {"datasets_file": str(kit.PROJECT / "conf" / "datasets.yaml"), "commit_threads": 2},
+        },
+    )
+    settings = catalog_settings(config)
+    for key, value in settings.items():  # this test's own silver and ops catalogs
+        spark.conf.set(key, value)
+    spark.sql(f"SHOW NAMESPACES IN {catalog}").collect()  # loaded here: commit threads find it
+    ensure_ops_tables(spark, config)
+    try:
+        yield Harness(spark, config, Lake(lake_dir), lake_dir)
+    finally:
+        for key in settings:
+            spark.conf.unset(key)
+
+
+def crash_once(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
+    """Make ``owner.name`` raise :class:`CrashError` on its first call; returns the call counter."""
+    real: Callable[..., Any] = getattr(owner, name)
+    calls = [0]
+
+    def crashing(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise CrashError(f"killed in {name}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, crashing)
+    return calls
+
+
+def test_a_crash_between_the_silver_commit_and_the_ledger_never_doubles_rows_under_a_new_query_id(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Window (a): a new object's rows are a plain append; replayed under another id they came twice."""
+    lake = harness.lake
+    lake.put("acme", "orders", "a.csv", rows=4, tag=11)
+    lake.put("globex", "orders", "g.csv", rows=3, tag=12)
+    calls = crash_once(monkeypatch, ledger, "update_ledger")
+
+    with pytest.raises(CrashError):
+        harness.writer("query-1")(harness.batch(lake.messages), 3)
+    assert calls[0] == 1
+    assert harness.silver("acme") == lake.expected_rows("acme", "orders")  # committed, ledger not
+
+    # --reset-checkpoint: a new query id, batch ids from 0, bronze read again
+    harness.writer("query-2")(harness.batch(lake.messages), 0)
+
+    assert harness.silver("acme") == lake.expected_rows("acme", "orders")
+    assert harness.silver("globex") == lake.expected_rows("globex", "orders")
+    assert harness.ledger_keys() == {"acme/raw/orders/a.csv": "live", "globex/raw/orders/g.csv": "live"}
+
+
+def test_a_replayed_batch_records_in_the_ledger_only_what_its_skipped_commit_held(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Window (b): the replay recomputes more objects for a table its first run already committed."""
+    lake = harness.lake
+    lake.put("acme", "orders", "a.csv", rows=4, tag=21)
+    first = list(lake.messages)
+    crash_once(monkeypatch, ledger, "update_ledger")
+    with pytest.raises(CrashError):
+        harness.writer("query-1")(harness.batch(first), 5)
+
+    # The replay of batch 5 recomputes its inputs: now another object of the same table
+    # (as a handed-over request file or a released held tenant would bring) comes with it.
+    lake.put("acme", "orders", "b.csv", rows=2, tag=22)
+    writer = harness.writer("query-1")
+    writer(harness.batch(lake.messages), 5)
+    writer.retry_pass("query-1")  # whatever the replay could not commit goes through here
+
+    assert harness.silver("acme") == lake.expected_rows("acme", "orders")
+    assert harness.ledger_keys() == {"acme/raw/orders/a.csv": "live", "acme/raw/orders/b.csv": "live"}
+
+
+def test_an_event_leaving_the_retry_table_is_quarantined_even_across_a_crash(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Window (c): the retry table was rewritten before the quarantine row was written."""
+    config = harness.config
+    event = {
+        "bucket": "demo-lake",
+        "key": "acme/raw/undeclared/x.csv",  # no contract: quarantined as unknown_dataset
+        "tenant": "acme",
+        "dataset": "undeclared",
+        "event_kind": "created",
+        "event_name": "ObjectCreated:Put",
+        "event_time": dt.datetime(2024, 3, 1, 12, 0),
+        "sequencer": "00000000000000000A",
+        "size": 10,
+        "event_id": "retry-event-1",
+        "message_id": "m-1",
+    }
+    retry_schema = harness.spark.table(ops_table(config, "retry")).schema
+    row = (1, "commit failed: earlier", *[event.get(f) for f in EVENT_FIELDS])
+    harness.spark.createDataFrame([row], retry_schema).writeTo(ops_table(config, "retry")).append()
+    crash_once(monkeypatch, OpsWriter, "write_quarantine")
+
+    with pytest.raises(CrashError):
+        harness.writer("query-1").retry_pass("query-1")
+    harness.writer("query-1").retry_pass("query-1")  # the restarted job's retry pass
+
+    quarantined = [(r["key"], r["reason"]) for r in harness.ops_rows("quarantine")]
+    assert quarantined == [("acme/raw/undeclared/x.csv", "unknown_dataset")]
+    assert harness.ops_rows("retry") == []
+    assert harness.ledger_keys() == {"acme/raw/undeclared/x.csv": "quarantined"}
