@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Mapping
@@ -264,6 +265,10 @@ def build_spark_session(config: SilverlineConfig, extra: Mapping[str, str] | Non
     if config.mode == "local":
         check_java()
         builder = builder.master(config.spark.master or "local[*]")
+        # Tasks run Python (the event parser): in this process's environment, where the
+        # package is installed, not whatever `python3` the PATH finds first. (pyspark reads
+        # only the variable; on EMR the archive's python is set by spark.pyspark.python.)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     elif config.spark.master:
         builder = builder.master(config.spark.master)
     for key, value in settings.items():

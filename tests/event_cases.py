@@ -1,9 +1,9 @@
-"""The one table of S3 message cases that both event parsers must get right.
+"""The one table of S3 message cases the event parser must get right, plain and in Spark tasks.
 
 Each case is (id, body, expected records). Expected values are written by hand
 from the S3 / SNS / EventBridge / CloudTrail documentation, never computed by
-the code under test. Every listed field of every record is checked; the
-plain-Python and Spark parsers must also agree with each other on all fields.
+the code under test. Every listed field of every record is checked; the parser
+run in Spark tasks must also agree with the plain call on all fields.
 """
 
 from __future__ import annotations

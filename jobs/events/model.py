@@ -1,8 +1,8 @@
-"""The S3 event model: outcomes, reasons and the rules both parsers share.
+"""The S3 event model: outcomes, reasons and the rules the parser applies.
 
-The plain-Python parser (:mod:`jobs.events.parse`) and the Spark transform
-(:mod:`jobs.events.spark`) implement the same rules from the constants here and
-are tested against one table of cases (``tests/event_cases.py``).
+The parser (:mod:`jobs.events.parse`) implements the rules from the constants here,
+and is tested against one table of cases (``tests/event_cases.py``); the stream runs
+it in its Spark tasks (:mod:`jobs.events.spark`).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ ID_SEPARATOR: Final = "\x1f"
 
 @dataclasses.dataclass(frozen=True)
 class ParsedRecord:
-    """One record of one message, as both parsers produce it.
+    """One record of one message, as the parser produces it.
 
     ``key`` is the decoded key (the raw one when it cannot be decoded);
     ``tenant``/``zone``/``dataset`` are set only for keys that passed the

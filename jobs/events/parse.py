@@ -1,8 +1,8 @@
 """Plain-Python parser: one SQS message body -> one ParsedRecord per S3 record.
 
-Used by the SQS bridge's tools, ``silverline parse-events`` and notebooks. The
-Spark transform in :mod:`jobs.events.spark` applies the same rules to whole
-DataFrames; ``tests/event_cases.py`` holds the cases both must agree on.
+Used by the SQS bridge's tools, ``silverline parse-events`` and notebooks, and run
+in the stream's Spark tasks by :mod:`jobs.events.spark`; ``tests/event_cases.py``
+holds the cases it must get right.
 """
 
 from __future__ import annotations

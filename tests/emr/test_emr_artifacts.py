@@ -216,7 +216,6 @@ def test_spark_defaults_register_the_catalogs_the_session_uses() -> None:
         == "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
     )
     assert defaults["spark.sql.session.timeZone"] == "UTC"
-    assert defaults["spark.sql.json.enablePartialResults"] == "true"  # the event parser needs it
     export = by_name["spark-env"]["Configurations"][0]
     assert export == {"Classification": "export", "Properties": {"PYSPARK_PYTHON": "/usr/bin/python3.11"}}
     assert by_name["yarn-site"]["Properties"] == {"yarn.resourcemanager.am.max-attempts": "4"}
