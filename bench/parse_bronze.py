@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline = baseline_parser(args.baseline_rev, Path(tmp))
         result: dict[str, Any] = {
             "command": kit.command_line(),
+            "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": kit.machine(),
             "messages": args.messages,
             "records_before_dedupe": records,

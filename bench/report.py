@@ -237,6 +237,36 @@ def section_baseline(results: Path, plots: list[str]) -> str:
     return "\n\n".join(out)
 
 
+def section_parse(results: Path, plots: list[str]) -> str:
+    """(f) Parsing a micro-batch of bronze: Spark expressions against the parser in tasks."""
+    out = ["## (f) Parsing bronze: the former Spark-expression parser against the parser in tasks"]
+    parse = load(results, "parse_bronze")
+    if not parse:
+        return out[0] + "\n\nNot run yet."
+    out.append(provenance(parse))
+    out.append(
+        f"{parse['messages']:,} messages ({parse['records_before_dedupe']:,} S3 records, one in ten "
+        "delivered twice): read bronze, parse, dedupe key, drop duplicates, every column computed. "
+        "Seconds per run after one warm-up run, both parsers alternating in one session."
+    )
+    rows = []
+    for master, r in parse["by_master"].items():
+        for name in ("spark_expressions", "python_in_tasks"):
+            rows.append([master, name, r[name]["first_s"], r[name]["median_s"], r[name]["best_s"]])
+        rows.append([master, "**speed-up (median)**", "", f"**{r['speedup_median']}x**", ""])
+    out.append(table(["master", "parser", "first run s", "median s", "best s"], rows))
+    masters = parse["by_master"]
+    if "local[1]" in masters and "local[2]" in masters:
+        scale = (
+            masters["local[1]"]["python_in_tasks"]["median_s"]
+            / masters["local[2]"]["python_in_tasks"]["median_s"]
+        )
+        out.append(
+            f"The parser in tasks, `local[1]` time / `local[2]` time: {scale:.2f}x (R12: work in tasks)."
+        )
+    return "\n\n".join(out)
+
+
 def plot_bars(name: str, title: str, values: dict[str, float], results: Path) -> str:
     """A bar chart; returns the file name."""
 
@@ -292,6 +322,7 @@ SECTIONS: tuple[Callable[[Path, list[str]], str], ...] = (
     section_many,
     section_sizes,
     section_baseline,
+    section_parse,
 )
 
 

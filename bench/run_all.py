@@ -46,6 +46,7 @@ SUITE: dict[str, list[str]] = {
     ],
     "reader_baseline": ["--files", "3000"],
     "file_sizes": ["--max-mb", "500"],
+    "parse_bronze": ["--messages", "20000", "--masters", "local[1]", "local[2]"],
 }
 # runs of a script under another name
 SCRIPTS = {

@@ -185,6 +185,7 @@ def run_ingest(
             log.info("stopped while waiting for the writer lease")
             return 0
         try:
+            writer.take_over()
             if bridge is not None and available_now:
                 log.info("draining %s into bronze", config.sqs.queue_url)
                 bridge.run_until_empty()

@@ -68,7 +68,17 @@ class BatchWriter:
         self._nothing_held_at: tuple[int | None, int] | None = None  # (held snapshot, gate version)
         self.inbox = RequestInbox.for_config(config)  # events handed over by backfill / replay runs
         self.intents = CommitIntents.for_config(config)  # what a batch's commits stand for, until recorded
-        self.planner.staging.clear()  # rows a crashed writer staged: its batch is replayed from bronze
+
+    def take_over(self) -> None:
+        """Call once the writer lease is held: clear what a stopped writer left in staging.
+
+        Its batch is replayed from bronze. Not done when the writer is built: a second
+        process builds one before it waits for the lease, while the holder's staged
+        rows still wait for their commits.
+        """
+        cleared = self.planner.staging.clear()
+        if cleared:
+            log.info("cleared %d files a stopped writer left in staging", cleared)
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (the ``foreachBatch`` contract)."""

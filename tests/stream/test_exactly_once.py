@@ -206,3 +206,20 @@ def test_an_event_leaving_the_retry_table_is_quarantined_even_across_a_crash(
     assert quarantined == [("acme/raw/undeclared/x.csv", "unknown_dataset")]
     assert harness.ops_rows("retry") == []
     assert harness.ledger_keys() == {"acme/raw/undeclared/x.csv": "quarantined"}
+
+
+def test_a_writer_clears_staged_rows_only_once_it_holds_the_writer_lease(harness: Harness) -> None:
+    """A second stream process builds its writer before waiting for the lease: the running
+    writer's staged rows must survive that; the lease holder's take-over clears a crashed one's."""
+    from jobs.silver.staging import staging_uri
+
+    staging = Path(staging_uri(harness.config).removeprefix("file://"))
+    staging.mkdir(parents=True)
+    staged = staging / "batch7-running-writer.parquet"
+    staged.write_bytes(b"rows of the running writer's batch")
+
+    waiting = harness.writer("query-2")  # built while another process holds the lease
+    assert staged.exists()
+
+    waiting.take_over()  # now it holds the lease: what is staged was left by a crashed writer
+    assert not staged.exists()
