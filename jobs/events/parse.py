@@ -44,6 +44,7 @@ class _Raw:
     etag: Any = None
     size: Any = None
     encoded_key: bool = False
+    request_id: Any = None  # CloudTrail's requestID: tells apart calls its other fields cannot
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -154,16 +155,20 @@ def event_kind(event_name: str | None) -> str | None:
     return None
 
 
-def event_id(rec: ParsedRecord) -> str:
+def event_id(rec: ParsedRecord, request_id: str | None = None) -> str:
     """Identity of an event (R3): (bucket, key, versionId, sequencer) hashed.
 
     Without a sequencer the event name, event time and eTag join the identity,
-    so two uploads of one key are never mistaken for a duplicate.
+    so two uploads of one key are never mistaken for a duplicate; so does the
+    API call's request id where the event carries one (CloudTrail: no eTag, times
+    in whole seconds), while a redelivery of the same call keeps its identity.
     """
     parts = [rec.bucket or "", rec.key or "", rec.version_id or "", rec.sequencer or ""]
     if rec.sequencer is None:
         when = rec.event_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if rec.event_time else ""
         parts += [rec.event_name or "", when, rec.etag or ""]
+        if request_id:
+            parts.append(request_id)
     return hashlib.sha256(m.ID_SEPARATOR.join(parts).encode("utf-8")).hexdigest()
 
 
@@ -226,7 +231,7 @@ def _outcome(raw: _Raw) -> ParsedRecord:
     if not _NAME.fullmatch(base.dataset or ""):
         return reject(m.R_INVALID_DATASET)
     event = dataclasses.replace(base, outcome=m.EVENT)
-    return dataclasses.replace(event, event_id=event_id(event))
+    return dataclasses.replace(event, event_id=event_id(event, _str(raw.request_id)))
 
 
 def _message_level(envelope: str, outcome: str, reason: str, **fields: Any) -> list[ParsedRecord]:
@@ -320,6 +325,7 @@ def _cloudtrail(body: Mapping[str, Any]) -> list[ParsedRecord]:
         "bucket": _get(params, "bucketName"),
         "event_name": m.CLOUDTRAIL_NAMES.get(api or "", api),
         "event_time": _get(detail, "eventTime"),
+        "request_id": _get(detail, "requestID") or _get(detail, "eventID"),
     }
     if _get(detail, "errorCode") is not None:
         return _message_level(

@@ -80,3 +80,20 @@ def test_without_sequencer_two_uploads_of_one_key_are_distinct() -> None:
     b = parse_message(s3_message(s3_record("t1/raw/orders/a.csv", sequencer=None, etag="e2")))[0]
     assert a.event_id == a_again.event_id
     assert a.event_id != b.event_id
+
+
+def test_two_cloudtrail_puts_of_one_key_in_one_second_are_distinct_and_a_redelivery_is_not() -> None:
+    """CloudTrail has no sequencer, no eTag and whole seconds: its request id tells two PUTs apart."""
+    from tests.event_cases import cloudtrail
+
+    params = {"key": "t1/raw/orders/a.csv"}
+    first = parse_message(cloudtrail("PutObject", params, requestID="R1", eventID="E1"))[0]
+    second = parse_message(cloudtrail("PutObject", params, requestID="R2", eventID="E2"))[0]
+    redelivered = parse_message(cloudtrail("PutObject", params, requestID="R1", eventID="E1"))[0]
+    assert first.outcome == second.outcome == "event"
+    assert first.event_time == second.event_time and first.etag is None
+    assert first.event_id != second.event_id
+    assert first.event_id == redelivered.event_id
+    # without a request id (hand-made events) the event id stays the identity of the other fields
+    bare = parse_message(cloudtrail("PutObject", params))[0]
+    assert bare.event_id not in (first.event_id, second.event_id)
