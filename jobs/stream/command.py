@@ -180,11 +180,13 @@ def run_ingest(
     writer.ops.results_store = open_store(results_uri(config), config)
     available_now = config.stream.trigger == "available-now"
     lease = lease or WriterLease.for_config(config, "stream")
+    writer.lease = lease
     with _stop_on_signals(stop):
         if not lease.held and not lease.acquire(stop=stop):
             log.info("stopped while waiting for the writer lease")
             return 0
         try:
+            lease.start_heartbeat()
             writer.take_over()
             if bridge is not None and available_now:
                 log.info("draining %s into bronze", config.sqs.queue_url)

@@ -35,6 +35,10 @@ DEFAULT_TTL_SECONDS = 60.0
 RENEW_SECONDS = 10.0
 
 
+class LeaseLostError(RuntimeError):
+    """Another process holds the writer lease now: this one must not commit."""
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who holds the lease, as recorded in it."""
@@ -178,6 +182,9 @@ class WriterLease:
         self.owner = f"{role}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._token: str | None = None
         self._renewed = 0.0
+        self._lock = threading.RLock()  # the heartbeat thread renews while the writer verifies
+        self._stop_beat = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     @classmethod
     def for_config(cls, config: SilverlineConfig, role: str, ttl: float = DEFAULT_TTL_SECONDS) -> WriterLease:
@@ -253,19 +260,65 @@ class WriterLease:
 
     def renew(self, force: bool = False) -> None:
         """Renew the lease (at most every :data:`RENEW_SECONDS` unless ``force``)."""
-        if self._token is None or (not force and time.monotonic() - self._renewed < RENEW_SECONDS):
+        with self._lock:
+            if self._token is None or (not force and time.monotonic() - self._renewed < RENEW_SECONDS):
+                return
+            if not self._slot.replace(self._record(), self._token):
+                log.error("lost the writer lease (another process took it over)")
+                self._token = None
+                return
+            self._confirm()
+
+    def start_heartbeat(self, interval: float | None = None) -> None:
+        """Renew the lease from a thread of its own until :meth:`release`.
+
+        Renewal must not wait for a micro-batch or a retry pass: one that outlives the
+        ttl would let a waiting backfill take the lease over while this process still
+        commits. A failed renewal (storage unreachable) is logged and tried again at
+        the next beat; a lost lease stops the beats (:meth:`verify` then says so).
+
+        Args:
+            interval: Seconds between renewals (default: the lesser of
+                :data:`RENEW_SECONDS` and a quarter of the ttl).
+        """
+        if self._heartbeat is not None:
             return
-        if not self._slot.replace(self._record(), self._token):
-            log.error("lost the writer lease (another process took it over)")
-            self._token = None
-            return
-        self._confirm()
+        every = interval if interval is not None else min(RENEW_SECONDS, self.ttl / 4)
+        self._stop_beat.clear()
+
+        def beat() -> None:
+            while not self._stop_beat.wait(every) and self.held:
+                try:
+                    self.renew(force=True)
+                except Exception as exc:  # the next beat tries again, well within the ttl
+                    log.warning("could not renew the writer lease: %s", exc)
+
+        self._heartbeat = threading.Thread(target=beat, name="writer-lease-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def verify(self) -> bool:
+        """Read the lease again: True when this handle still holds it (checked before commits)."""
+        with self._lock:
+            if self._token is None:
+                return False
+            data, _ = self._slot.read()
+            if not data or data.get("owner") != self.owner:
+                holder = Holder.from_record(data).owner if data else "nobody"
+                log.error("lost the writer lease: it is held by %s", holder)
+                self._token = None
+                return False
+            return True
 
     def release(self) -> None:
-        """Give the lease up (only if this handle still holds it)."""
-        if self._token is None:
-            return
-        data, token = self._slot.read()
-        if data and data.get("owner") == self.owner and token == self._token:
-            self._slot.delete()
-        self._token = None
+        """Stop the heartbeat and give the lease up (only if this handle still holds it)."""
+        self._stop_beat.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+            self._heartbeat = None
+        with self._lock:
+            if self._token is None:
+                return
+            data, token = self._slot.read()
+            if data and data.get("owner") == self.owner and token == self._token:
+                self._slot.delete()
+            self._token = None

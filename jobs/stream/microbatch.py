@@ -26,6 +26,7 @@ from jobs.stream import ledger
 from jobs.stream.accounting import BatchCounts, freshness_percentiles
 from jobs.stream.handoff import RequestInbox
 from jobs.stream.intents import CommitIntents, Intent
+from jobs.stream.lease import LeaseLostError, WriterLease
 from jobs.stream.notify import TableUpdate, TableUpdateNotifier
 from jobs.stream.ops import MetricsSink, ops_table
 from jobs.stream.ops_writer import EVENT_FIELDS, OpsWriter
@@ -68,6 +69,7 @@ class BatchWriter:
         self._nothing_held_at: tuple[int | None, int] | None = None  # (held snapshot, gate version)
         self.inbox = RequestInbox.for_config(config)  # events handed over by backfill / replay runs
         self.intents = CommitIntents.for_config(config)  # what a batch's commits stand for, until recorded
+        self.lease: WriterLease | None = None  # checked right before the commits (None: not checked)
 
     def take_over(self) -> None:
         """Call once the writer lease is held: clear what a stopped writer left in staging.
@@ -152,7 +154,8 @@ class BatchWriter:
         1. **held**, **quarantine** and **validation** rows, each replaced per batch id:
            they depend on the plan only, so they are durable before any event leaves
            the retry table or the ledger calls an object done.
-        2. **intent**: the ledger rows each tenant table's commit stands for.
+        2. **intent**: the ledger rows each tenant table's commit stands for, written
+           once the writer lease is confirmed still held (a lost lease aborts the batch).
         3. **silver commits**, one per tenant table (quarantine table first). Each
            snapshot carries (query id, batch id). A table that already has this batch's
            snapshot is skipped, and its planned events, which that commit did not hold
@@ -220,6 +223,7 @@ class BatchWriter:
                     self.ops.write_quarantine(quarantine, batch_id)
                     self.ops.write_validation(verdicts, batch_id=batch_id, query_id=self.query_id)
                     if plan:  # 2
+                        self._check_lease(batch_id)
                         self.intents.write(_intent(plan, self.query_id, batch_id))
                 with counts.phase("commit"):  # 3
                     results = commit_changes(
@@ -248,6 +252,14 @@ class BatchWriter:
         counts.finished_at = datetime.now(UTC)
         self.ops.write_metrics(counts)  # 9
         return counts
+
+    def _check_lease(self, batch_id: int) -> None:
+        """Abort the batch when another process took the writer lease over (R6)."""
+        if self.lease is not None and not self.lease.verify():
+            raise LeaseLostError(
+                f"batch {batch_id}: the writer lease was taken over by another process; "
+                "nothing of this batch was committed, and it is replayed by the next holder"
+            )
 
     def _recover_intents(self) -> None:
         """Record in the ledger what a stopped batch committed (see :mod:`jobs.stream.intents`)."""

@@ -259,6 +259,38 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_notices(tmp_path: Pat
     assert path.exists() and new.holder() is not None
 
 
+def test_the_heartbeat_renews_the_lease_while_the_holder_is_busy_elsewhere(tmp_path: Path) -> None:
+    """A long retry pass or batch must not let the lease lapse: renewal does not wait for them."""
+    from tests.streamkit import wait_for
+
+    path = tmp_path / "writer.json"
+    holder, waiting = lease(path), lease(path, "backfill")
+    assert holder.try_acquire()
+    first = json.loads(path.read_text())["renewed_at"]
+    holder.start_heartbeat(interval=0.05)  # the holder itself never calls renew() here
+    try:
+
+        def renewed() -> None:
+            assert json.loads(path.read_text())["renewed_at"] > first
+
+        wait_for(renewed, 60, "a heartbeat renewal")
+        assert holder.held and not waiting.try_acquire()
+    finally:
+        holder.release()
+    assert not path.exists()  # releasing stops the heartbeat and gives the lease up
+    assert waiting.try_acquire()
+
+
+def test_a_holder_that_lost_the_lease_finds_out_before_it_commits(tmp_path: Path) -> None:
+    path = tmp_path / "writer.json"
+    old, new = lease(path, ttl=0.5), lease(path, "backfill", ttl=0.5)
+    assert old.try_acquire() and old.verify()
+    time.sleep(0.7)  # old's process stalled past the ttl without renewing
+    assert new.try_acquire()
+    assert not old.verify()  # checked right before each commit: the batch is aborted
+    assert not old.held and new.verify()
+
+
 def test_the_lease_of_a_dead_process_on_this_host_is_taken_at_once(tmp_path: Path) -> None:
     path = tmp_path / "writer.json"
     code = (

@@ -223,3 +223,25 @@ def test_a_writer_clears_staged_rows_only_once_it_holds_the_writer_lease(harness
 
     waiting.take_over()  # now it holds the lease: what is staged was left by a crashed writer
     assert not staged.exists()
+
+
+def test_a_writer_that_lost_the_lease_commits_nothing(harness: Harness) -> None:
+    """The lease is checked right before the commits: a writer whose lease was taken over
+    (its process stalled past the ttl) aborts the batch instead of committing beside the new holder."""
+    from jobs.stream.lease import LeaseLostError, WriterLease
+
+    lake = harness.lake
+    lake.put("acme", "orders", "a.csv", rows=3, tag=31)
+    stalled = WriterLease.for_config(harness.config, "stream")
+    assert stalled.try_acquire()
+    (harness.lake_dir / "_ops" / "xo" / "leases" / "writer.json").unlink()  # its lease lapsed ...
+    successor = WriterLease.for_config(harness.config, "backfill")
+    assert successor.try_acquire()  # ... and a backfill took it
+
+    writer = harness.writer("query-1")
+    writer.lease = stalled
+    with pytest.raises(LeaseLostError):
+        writer(harness.batch(lake.messages), 0)
+    assert harness.silver("acme") == []
+    assert harness.ledger_keys() == {}
+    successor.release()
