@@ -163,7 +163,8 @@ class BatchWriter:
            table. Staged rows are cleared once the commits ran.
         4. **ledger**: the objects applied or quarantined, with their new state.
         5. **intent removed**.
-        6. **retry table** rewritten: events of failed or skipped commits, deferred events.
+        6. **retry table** rewritten: events of failed or skipped commits and of tables
+           whose objects could not be read, deferred events.
         7. **notifications** of the committed tables (after the ledger: durable state).
         8. **held events released** (their tenants' events went through this batch) and
            handed-over **request files marked done**.
@@ -215,7 +216,7 @@ class BatchWriter:
             unknown = [r for r in admission.apply if r["dataset"] not in self.contracts]
             quarantine: list[tuple[Row, str, str | None]] = [(r, "unknown_dataset", None) for r in unknown]
             try:
-                plan, verdicts = self.planner.plan(to_apply, batch_id, counts, quarantine)
+                plan, verdicts, unreadable = self.planner.plan(to_apply, batch_id, counts, quarantine)
                 with counts.phase("ledger"):
                     self.ops.write_held(  # 1
                         [*admission.held, *((r, TENANT_OFFBOARDED) for r in admission.dropped)], batch_id
@@ -237,6 +238,7 @@ class BatchWriter:
                 self.planner.staging.clear()  # the commits have read the staged rows
             with counts.phase("ledger"):
                 done, failed, skipped, updates = self._tally(plan, results, unknown, counts)
+                failed.extend(unreadable)
                 self._update_ledger(done, batch_id)  # 4
                 if plan:  # 5
                     self.intents.remove(self.query_id, batch_id)
@@ -342,7 +344,7 @@ class BatchWriter:
             stats["rows_written"] = result.rows_written
             if result.status == "failed":
                 counts.tables_failed += 1
-                failed.extend((row, result.error or "commit failed") for row, _ in states)
+                failed.extend((row, f"commit failed: {result.error or 'unknown error'}") for row, _ in states)
                 continue
             if result.status == "skipped_replay":  # that commit did not hold these events: retry them
                 for row, _ in states:

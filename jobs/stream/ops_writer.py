@@ -75,7 +75,8 @@ class OpsWriter:
         """Park events out of attempts; replace the retry table with the rest (counts updated).
 
         Args:
-            failed: Events whose tenant commit failed, with the error (one attempt more).
+            failed: Events whose tenant table's read or commit failed, with the error
+                (``read failed: ...``, ``commit failed: ...``; one attempt more).
             batch_id: The batch id.
             counts: The batch's counts (``parked`` and ``deferred`` updated for ``failed``).
             waiting: Events over their tenant's cap (already counted ``deferred``; attempts kept).
@@ -88,10 +89,7 @@ class OpsWriter:
         counts.parked += len(parked)
         counts.deferred += len(again)
         if parked:
-            rows = [
-                (batch_id, r["attempts"] + 1, f"commit failed: {e}", *[r[f] for f in EVENT_FIELDS])
-                for r, e in parked
-            ]
+            rows = [(batch_id, r["attempts"] + 1, e, *[r[f] for f in EVENT_FIELDS]) for r, e in parked]
             self.replace_batch_rows("parked", rows, batch_id)
         if again or waiting or skipped or counts.retried_in:
             schema = self.spark.table(retry_table).schema

@@ -9,6 +9,7 @@ silver, and the bad rows for its quarantine table, committed first.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from jobs.objects.reader import ObjectReader, ObjectRef, ReadOutcome
 from jobs.quality import batch as batch_quality
 from jobs.quality.split import FAILED_EXPECTATIONS_COLUMN as FAILED_EXPECTATIONS
 from jobs.quality.split import split_verdicts
-from jobs.silver.commit import TableChange, silver_columns
+from jobs.silver.commit import TableChange, one_line, silver_columns
 from jobs.silver.staging import RowStaging
 from jobs.storage import QUARANTINE, silver_location, table_name
 from jobs.stream import ledger
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
 
     from jobs.quality.verdicts import RowVerdicts
+
+log = logging.getLogger(__name__)
 
 # (event row, reason, detail) of an object quarantined whole: the ops `quarantine` table.
 Quarantined = tuple["Row", str, "str | None"]
@@ -77,8 +80,14 @@ class Planner:
 
     def plan(
         self, to_apply: Sequence[Row], batch_id: int, counts: BatchCounts, quarantine: list[Quarantined]
-    ) -> tuple[dict[str, PlannedTable], list[RowVerdicts]]:
+    ) -> tuple[dict[str, PlannedTable], list[RowVerdicts], list[tuple[Row, str]]]:
         """Read, validate and plan every tenant table the events touch.
+
+        A table whose objects the store refuses to serve (S3 ``AccessDenied`` for a KMS
+        key the job may not use, ``InvalidObjectState`` for an archived object, a
+        persistent 5xx, an unreadable local file) is left out: its events come back
+        with the error, to be retried and then parked, while the other tables go on (R10).
+        Objects that are gone or changed are no such error: they are superseded (R9).
 
         Args:
             to_apply: Events the ledger lets through, of declared datasets.
@@ -87,15 +96,26 @@ class Planner:
             quarantine: Objects quarantined whole are appended here.
 
         Returns:
-            The planned changes by table name, and the validation verdicts.
+            The planned changes by table name, the validation verdicts, and the events
+            of tables that could not be read, each with the error.
         """
         groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
         for row in to_apply:
             groups[(row["bucket"], row["tenant"], row["dataset"])].append(row)
         reads = []
+        unreadable: list[tuple[Row, str]] = []
         with counts.phase("read"):
             for (bucket, tenant, dataset), rows in groups.items():
-                reads.append(self._read(bucket, tenant, dataset, rows, counts, quarantine))
+                try:
+                    reads.append(self._read(bucket, tenant, dataset, rows, counts, quarantine))
+                except Exception as exc:  # R10: this table's change fails, not the batch
+                    error = f"read failed: {one_line(exc)}"
+                    log.warning(
+                        "%s/%s/%s: %s (%d events to retry)", bucket, tenant, dataset, error, len(rows)
+                    )
+                    counts.tables_failed += 1
+                    counts.table(tenant, dataset)["status"] = "failed"
+                    unreadable.extend((row, error) for row in rows)
         with counts.phase("validate"):
             verdicts = batch_quality.check([r for r, _ in reads], self.expectations_dir)
         with counts.phase("read"):
@@ -108,7 +128,7 @@ class Planner:
             for (read, states), (good_df, bad_df) in zip(reads, frames, strict=True):
                 planned = self._planned(read, states, good_df, bad_df, counts, quarantine)
                 plan[planned.change.table] = planned
-        return plan, verdicts
+        return plan, verdicts, unreadable
 
     def _read(
         self,

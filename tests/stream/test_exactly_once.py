@@ -245,3 +245,46 @@ def test_a_writer_that_lost_the_lease_commits_nothing(harness: Harness) -> None:
     assert harness.silver("acme") == []
     assert harness.ledger_keys() == {}
     successor.release()
+
+
+def test_an_object_s3_refuses_to_serve_fails_only_its_table_and_is_parked_with_the_code(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R10: AccessDenied on one tenant's object (a KMS key the job may not use) must not fail the
+    batch, which the restart would replay forever; the other tenants commit, the object is
+    retried, then parked with S3's error code."""
+    from botocore.exceptions import ClientError
+
+    from jobs.objects import reader as reader_module
+
+    lake = harness.lake
+    denied_key = lake.put("acme", "orders", "kms.csv", rows=3, tag=41)
+    lake.put("globex", "orders", "g.csv", rows=2, tag=42)
+    real_read_file = reader_module.read_file
+
+    def read_file(path: str, key: str, *args: Any, **kwargs: Any) -> bytes:
+        if key == denied_key:  # what get_object raises for an object under a KMS key it may not use
+            error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
+            raise ClientError(error, "GetObject")  # type: ignore[arg-type]
+        return real_read_file(path, key, *args, **kwargs)
+
+    monkeypatch.setattr(reader_module, "read_file", read_file)
+    writer = harness.writer("query-1")
+    writer(harness.batch(lake.messages), 0)  # no exception: the batch goes through
+
+    assert harness.silver("globex") == lake.expected_rows("globex", "orders")
+    assert harness.silver("acme") == []
+    assert harness.ledger_keys() == {"globex/raw/orders/g.csv": "live"}
+    retrying = harness.ops_rows("retry")
+    assert [(r["key"], r["attempts"]) for r in retrying] == [(denied_key, 1)]
+    assert "AccessDenied" in retrying[0]["last_error"]
+    (metrics,) = [r for r in harness.ops_rows("batch_metrics") if r["batch_id"] == 0]
+    assert (metrics["records_in"], metrics["applied"], metrics["deferred"]) == (2, 1, 1)  # R7
+    assert (metrics["tables_committed"], metrics["tables_failed"]) == (1, 1)
+
+    for _ in range(harness.config.stream.max_attempts):  # retried with back-off, then parked
+        writer.retry_pass("query-1")
+    parked = harness.ops_rows("parked")
+    assert [r["key"] for r in parked] == [denied_key]
+    assert "AccessDenied" in parked[0]["reason"] and parked[0]["reason"].startswith("read failed")
+    assert harness.ops_rows("retry") == []
