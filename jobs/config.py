@@ -142,6 +142,16 @@ class StreamConfig(_Section):
         ge=1,
         description="Objects one tenant may have applied per micro-batch; the rest wait for later batches",
     )
+    max_object_bytes: int = Field(
+        default=1 << 30,
+        ge=1,
+        description="An object larger than this (as stored) is quarantined unread (object_bytes_limit)",
+    )
+    max_decompressed_bytes: int = Field(
+        default=1 << 30,
+        ge=1,
+        description="A compressed object expanding past this is quarantined (decompressed_bytes_limit)",
+    )
 
     @field_validator("trigger")
     @classmethod

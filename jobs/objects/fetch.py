@@ -19,6 +19,8 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
+from jobs.objects.formats import DEFAULT_LIMIT
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -45,7 +47,15 @@ class UnreadableError(Exception):
         self.detail = detail
 
 
-def read_file(path: str, key: str, etag: str | None, *, bucket_dir: str) -> bytes:
+def _too_big(size: int, limit: int) -> UnreadableError:
+    return UnreadableError(
+        "quarantined", "object_bytes_limit", f"{size:,} bytes, over stream.max_object_bytes ({limit:,})"
+    )
+
+
+def read_file(
+    path: str, key: str, etag: str | None, *, bucket_dir: str, max_bytes: int = DEFAULT_LIMIT
+) -> bytes:
     """Bytes of a lake file; a missing file is superseded, a missing bucket directory raises.
 
     Args:
@@ -53,13 +63,14 @@ def read_file(path: str, key: str, etag: str | None, *, bucket_dir: str) -> byte
         key: The object key (checked for path tricks).
         etag: The eTag the event names; checked when it is a single-part MD5.
         bucket_dir: The bucket's directory.
+        max_bytes: A larger file is quarantined unread (``object_bytes_limit``).
 
     Returns:
         The bytes.
 
     Raises:
-        UnreadableError: Unsafe key or a key the local filesystem cannot hold (quarantined), file
-            gone or changed (superseded).
+        UnreadableError: Unsafe key, a key the local filesystem cannot hold or a file over
+            ``max_bytes`` (quarantined), file gone or changed (superseded).
         FileNotFoundError: The bucket directory does not exist (a wrong root).
         OSError: The file cannot be read.
     """
@@ -67,7 +78,12 @@ def read_file(path: str, key: str, etag: str | None, *, bucket_dir: str) -> byte
         raise UnreadableError("quarantined", "unsafe_key", f"key {key!r} has empty, '.' or '..' segments")
     try:
         with open(path, "rb") as file:
-            data = file.read()
+            size = os.fstat(file.fileno()).st_size
+            if size > max_bytes:
+                raise _too_big(size, max_bytes)
+            data = file.read(max_bytes + 1)
+            if len(data) > max_bytes:  # it grew while being read
+                raise _too_big(len(data), max_bytes)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
         if not os.path.isdir(bucket_dir):  # a wrong root must not turn every event into "superseded"
             raise FileNotFoundError(f"bucket directory {bucket_dir} does not exist") from exc
@@ -87,7 +103,9 @@ def read_file(path: str, key: str, etag: str | None, *, bucket_dir: str) -> byte
     return data
 
 
-def get_object(client: S3Client, uri: str, version_id: str | None, etag: str | None) -> bytes:
+def get_object(
+    client: S3Client, uri: str, version_id: str | None, etag: str | None, *, max_bytes: int = DEFAULT_LIMIT
+) -> bytes:
     """Bytes of the object version the event names (R9): by version id, else guarded by eTag.
 
     Args:
@@ -95,12 +113,14 @@ def get_object(client: S3Client, uri: str, version_id: str | None, etag: str | N
         uri: The object's ``s3://`` URI.
         version_id: The version the event names, if any.
         etag: The eTag the event names, if any.
+        max_bytes: A larger object is quarantined without reading its body (``object_bytes_limit``).
 
     Returns:
         The bytes.
 
     Raises:
-        UnreadableError: The version is gone or the object changed (superseded).
+        UnreadableError: The version is gone or the object changed (superseded), or it is
+            over ``max_bytes`` (quarantined).
         botocore.exceptions.ClientError: Any other S3 error.
     """
     bucket, _, key = uri.removeprefix("s3://").partition("/")  # not urlsplit: keys may hold '?', '#'
@@ -117,7 +137,13 @@ def get_object(client: S3Client, uri: str, version_id: str | None, etag: str | N
             raise
         raise UnreadableError("superseded", reason, str(exc)) from exc
     with response["Body"] as body:
-        return body.read()
+        size = int(response.get("ContentLength") or 0)
+        if size > max_bytes:
+            raise _too_big(size, max_bytes)
+        data: bytes = body.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise _too_big(len(data), max_bytes)
+    return data
 
 
 def plain_md5(etag: str | None) -> str | None:

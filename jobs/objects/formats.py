@@ -18,6 +18,7 @@ timestamps is truncated; every other cast is checked).
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import zlib
 from collections.abc import Callable
@@ -39,6 +40,9 @@ from jobs.objects.rows import (
     failed_rows,
     json_objects,
 )
+
+# The default object limits (stream.max_object_bytes, stream.max_decompressed_bytes): 1 GiB.
+DEFAULT_LIMIT = 1 << 30
 
 __all__ = [
     "READ_FIELDS",
@@ -109,16 +113,19 @@ class ContractDecoder:
     Build one per contract and share it across threads (it holds only options).
     """
 
-    def __init__(self, contract: DatasetContract) -> None:
+    def __init__(self, contract: DatasetContract, max_decompressed_bytes: int = DEFAULT_LIMIT) -> None:
         """Prepare the format's reader options.
 
         Args:
             contract: The dataset contract.
+            max_decompressed_bytes: A compressed object expanding past this is refused
+                (``decompressed_bytes_limit``).
 
         Raises:
             ValueError: Invalid reader options.
         """
         self.contract = contract
+        self.max_decompressed_bytes = max_decompressed_bytes
         self.schema = contract_schema(contract)
         self._decode_format: Callable[[bytes], DecodedObject] | None = None
         if contract.format == "csv":
@@ -162,7 +169,7 @@ class ContractDecoder:
             raise DecodeError("unsupported_format", f"no reader for format {self.contract.format!r}")
         if not data:
             raise DecodeError("empty_file", "the object has 0 bytes")
-        data = _decompress(data, key)
+        data = _decompress(data, key, self.max_decompressed_bytes)
         if not data:
             raise DecodeError("empty_file", "the object decompresses to 0 bytes")
         try:
@@ -191,14 +198,25 @@ class ContractDecoder:
         return DecodedObject(rows, rescued=rescued, conversion_errors=errors, raw=raw)
 
 
-def _decompress(data: bytes, key: str) -> bytes:
-    """Undo the compression the key's suffix names (only gzip is read)."""
+def _decompress(data: bytes, key: str, limit: int) -> bytes:
+    """Undo the compression the key's suffix names (only gzip is read), at most ``limit`` bytes of it.
+
+    The expansion stops one byte past the limit, so a gzip bomb (a few MB that expand
+    to gigabytes) costs at most ``limit`` bytes of memory and the time to expand them.
+    """
     lowered = key.lower()
     if lowered.endswith((".gz", ".gzip")):
         try:
-            return gzip.decompress(data)
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+                expanded = stream.read(limit + 1)
         except (OSError, EOFError, zlib.error) as exc:
             raise DecodeError("corrupt_compression", f"gzip: {exc}") from exc
+        if len(expanded) > limit:
+            raise DecodeError(
+                "decompressed_bytes_limit",
+                f"expands past stream.max_decompressed_bytes ({limit:,} bytes) from {len(data):,} bytes",
+            )
+        return expanded
     if lowered.endswith(_UNSUPPORTED_COMPRESSION):
         raise DecodeError(
             "unsupported_format", f"compression of {key.rsplit('.', 1)[-1]!r} files is not read"

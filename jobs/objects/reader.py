@@ -34,6 +34,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 from jobs.contracts import DatasetContract
 from jobs.objects.fetch import UnreadableError, default_s3_client, file_uri_to_path, get_object, read_file
 from jobs.objects.formats import (
+    DEFAULT_LIMIT,
     READ_FIELDS,
     UTC_MICROS,
     ContractDecoder,
@@ -131,13 +132,24 @@ def silver_arrow_schema(contract: DatasetContract) -> pa.Schema:
 class ObjectReader:
     """Reads object versions from the lake root (``file:`` or ``s3://``)."""
 
-    def __init__(self, objects_root: str, *, s3_client: Any | None = None, max_workers: int = 8) -> None:
+    def __init__(
+        self,
+        objects_root: str,
+        *,
+        s3_client: Any | None = None,
+        max_workers: int = 8,
+        max_object_bytes: int = DEFAULT_LIMIT,
+        max_decompressed_bytes: int = DEFAULT_LIMIT,
+    ) -> None:
         """Create a reader.
 
         Args:
             objects_root: ``file:///abs/lake/`` (the lake mirrors buckets) or ``s3://``.
             s3_client: A boto3 S3 client for ``s3://`` roots; default: a new one.
             max_workers: Objects read at once.
+            max_object_bytes: Larger objects are quarantined unread (``object_bytes_limit``).
+            max_decompressed_bytes: Compressed objects expanding past this are quarantined
+                (``decompressed_bytes_limit``), after expanding at most this much (R11).
 
         Raises:
             ValueError: Unsupported root or ``max_workers`` below 1.
@@ -147,6 +159,8 @@ class ObjectReader:
         self._root = objects_root
         self._bucket_dirs: dict[str, str] = {}  # local lake: bucket -> its directory
         self._max_workers = max_workers
+        self._max_object_bytes = max_object_bytes
+        self._max_decompressed_bytes = max_decompressed_bytes
         self._s3: S3Client | None = None
         if objects_root.startswith("s3://"):
             self._s3 = s3_client or default_s3_client(max_workers)
@@ -175,7 +189,7 @@ class ObjectReader:
         """
         _check_one_table(refs, contract)
         started = time.perf_counter()
-        decoder = ContractDecoder(contract)
+        decoder = ContractDecoder(contract, self._max_decompressed_bytes)
         results = _map_in_order(lambda ref: self._read_one(ref, decoder), refs, self._max_workers)
         outcomes = [outcome for outcome, _ in results]
         table = _assemble([(o.ref, rows) for o, rows in results if rows is not None], contract)
@@ -207,8 +221,9 @@ class ObjectReader:
         if self._s3 is None:  # the path is the URI's, without building and parsing a URI per file
             bucket_dir = self._bucket_dir(ref.bucket)
             path = os.path.join(bucket_dir, *ref.key.split("/"))
-            return read_file(path, ref.key, ref.etag, bucket_dir=bucket_dir)
-        return get_object(self._s3, object_uri(self._root, ref.bucket, ref.key), ref.version_id, ref.etag)
+            return read_file(path, ref.key, ref.etag, bucket_dir=bucket_dir, max_bytes=self._max_object_bytes)
+        uri = object_uri(self._root, ref.bucket, ref.key)
+        return get_object(self._s3, uri, ref.version_id, ref.etag, max_bytes=self._max_object_bytes)
 
     def _bucket_dir(self, bucket: str) -> str:
         found = self._bucket_dirs.get(bucket)

@@ -162,7 +162,11 @@ def run_ingest(
     ensure_ops_tables(spark, config)
     evolve_tables(spark, config, contracts)  # contract changes reach existing tables before any batch
     reader = ObjectReader(
-        config.objects_root, s3_client=_s3_client(config), max_workers=config.stream.read_threads
+        config.objects_root,
+        s3_client=_s3_client(config),
+        max_workers=config.stream.read_threads,
+        max_object_bytes=config.stream.max_object_bytes,
+        max_decompressed_bytes=config.stream.max_decompressed_bytes,
     )
     gate = _tenant_gate(config)
     if gate is None:

@@ -487,3 +487,62 @@ def test_quoted_empty_string_stays_empty_and_unquoted_empty_is_null(lake: Path) 
     table, outcomes = ObjectReader(root_of(lake)).read([ref("t1/raw/orders/q.csv")], ORDERS)
     assert [o.status for o in outcomes] == ["ok"]
     assert declared(table, ORDERS) == [(4, "", Decimal("1.00"), None, None)]
+
+
+# ---- limits (R11): past a limit the object is quarantined with the limit as its reason ---------------
+
+
+def gzip_bomb(expanded_mb: int) -> bytes:
+    """A few hundred KB of gzip that expands to ``expanded_mb`` MB of one endless CSV line."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9) as gz:
+        gz.write(b"order_id,customer_id,amount,currency,order_ts\n")
+        chunk = b"9" * (1 << 20)
+        for _ in range(expanded_mb):
+            gz.write(chunk)
+    return out.getvalue()
+
+
+@pytest.mark.unit
+def test_a_gzip_bomb_is_quarantined_at_the_decompressed_limit_without_expanding_it_all(lake: Path) -> None:
+    bomb = gzip_bomb(200)
+    assert len(bomb) < 1 << 20  # well under a MB stored
+    good = "t1/raw/orders/good.csv.gz"
+    put(lake, "t1/raw/orders/bomb.csv.gz", bomb)
+    put(lake, good, gzip.compress(ORDERS_CSV.encode()))
+    reader = ObjectReader(root_of(lake), max_decompressed_bytes=16 << 20)
+
+    table, outcomes = reader.read([ref("t1/raw/orders/bomb.csv.gz"), ref(good)], ORDERS)
+
+    assert statuses(outcomes) == [
+        ("quarantined", "decompressed_bytes_limit", 0),
+        ("ok", None, len(ORDERS_ROWS)),
+    ]
+    assert "16,777,216" in (outcomes[0].detail or "")  # the limit it hit, by name and size
+    assert "stream.max_decompressed_bytes" in (outcomes[0].detail or "")
+    assert table.num_rows == len(ORDERS_ROWS)
+
+
+@pytest.mark.unit
+def test_an_object_over_the_byte_limit_is_quarantined_before_it_is_read(lake: Path) -> None:
+    big = "t1/raw/orders/big.csv"
+    put(lake, big, ORDERS_CSV + "9," * (1 << 19) + "\n")
+    put(lake, "t1/raw/orders/small.csv", ORDERS_CSV)
+    reader = ObjectReader(root_of(lake), max_object_bytes=1 << 20)
+
+    table, outcomes = reader.read([ref(big), ref("t1/raw/orders/small.csv")], ORDERS)
+
+    assert statuses(outcomes) == [("quarantined", "object_bytes_limit", 0), ("ok", None, len(ORDERS_ROWS))]
+    assert "stream.max_object_bytes" in (outcomes[0].detail or "")
+    assert table.num_rows == len(ORDERS_ROWS)
+
+
+@pytest.mark.unit
+def test_the_default_limits_leave_ordinary_objects_alone(lake: Path) -> None:
+    from jobs.config import load_config
+
+    stream = load_config(None, environ={}).stream
+    assert stream.max_object_bytes == 1 << 30 and stream.max_decompressed_bytes == 1 << 30
+    put(lake, "t1/raw/orders/a.csv.gz", gzip.compress(ORDERS_CSV.encode()))
+    _, outcome = read_one(lake, ORDERS, "t1/raw/orders/a.csv.gz")
+    assert (outcome.status, outcome.rows) == ("ok", len(ORDERS_ROWS))
