@@ -5,9 +5,11 @@ or replay made carry a ``directive`` and the ledger event they supersede
 (``expect_event_id``, null: "the ledger does not know the object"): they apply
 only while the ledger still holds exactly that event, so a batch run can never
 put an older version over a newer one the stream applied in the meantime. Ordering per
-(bucket, key): the greatest normalised sequencer wins; events without one fall
-back to event time. When only one of two events has a sequencer, event time
-decides against the ledger and the sequencer-bearing event wins within a batch.
+(bucket, key), one rule within a batch and against the ledger, so the outcome never
+depends on where batch boundaries fall: an event with a sequencer outranks one without
+(S3's sequencer is the order of record; event times are whole milliseconds or seconds);
+between two with sequencers the greatest normalised sequencer wins, between two without
+the later event time (R4).
 """
 
 from __future__ import annotations
@@ -62,11 +64,13 @@ def filter_batch_losers(ranked_df: DataFrame) -> DataFrame:
 
 
 def _is_newer_than_ledger() -> Column:
-    both_sequenced = F.col("sequencer").isNotNull() & F.col("_l_sequencer").isNotNull()
+    """The batch's order, applied against the ledger: (has a sequencer, sequencer or event time)."""
+    has, ledger_has = F.col("sequencer").isNotNull(), F.col("_l_sequencer").isNotNull()
     return F.coalesce(
-        F.when(both_sequenced, F.col("sequencer") > F.col("_l_sequencer")).otherwise(
-            F.col("event_time") >= F.col("_l_event_time")
-        ),
+        F.when(has & ledger_has, F.col("sequencer") > F.col("_l_sequencer"))
+        .when(has, F.lit(True))  # a sequenced event outranks an entry that had none
+        .when(ledger_has, F.lit(False))
+        .otherwise(F.col("event_time") >= F.col("_l_event_time")),
         F.lit(False),
     )
 

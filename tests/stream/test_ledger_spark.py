@@ -164,3 +164,35 @@ def test_directed_events_apply_only_while_the_ledger_holds_what_they_expect(spar
         ignore_row_order=True,
         ignore_nullable=True,
     )
+
+
+def winner_after(spark: Any, batches: list[list[tuple[Any, ...]]]) -> str:
+    """The event id the ledger holds for key "k" after applying ``batches`` one after another."""
+    ledger_rows: list[tuple[Any, ...]] = []
+    for batch in batches:
+        ledger = spark.createDataFrame(ledger_rows, LEDGER)
+        judged = with_ledger_verdict(rank_events_per_object(events(spark, batch)), ledger)
+        for row in judged.filter("verdict = 'apply'").collect():
+            ledger_rows = [
+                (row["bucket"], row["key"], row["sequencer"], row["event_time"], row["event_id"], "live")
+            ]
+    (only,) = ledger_rows
+    return str(only[4])
+
+
+def test_one_ordering_rule_whatever_the_batch_boundaries(spark: Any) -> None:
+    """An event with a sequencer and one without, of one key: the same winner in one batch or two,
+    in either order (R4: S3's sequencer outranks an event that has none, whatever their times)."""
+    sequenced = ("b", "k", seq(0x0A), T, "with-seq")
+    unsequenced = ("b", "k", None, T + dt.timedelta(seconds=4), "without-seq")  # later by the clock
+    outcomes = {
+        "one batch": winner_after(spark, [[sequenced, unsequenced]]),
+        "sequenced first": winner_after(spark, [[sequenced], [unsequenced]]),
+        "unsequenced first": winner_after(spark, [[unsequenced], [sequenced]]),
+    }
+    assert outcomes == dict.fromkeys(outcomes, "with-seq")
+    # without sequencers on either side the later event time still wins, in any order
+    earlier = ("b", "k", None, T, "earlier")
+    later = ("b", "k", None, T + dt.timedelta(seconds=1), "later")
+    assert winner_after(spark, [[earlier], [later]]) == winner_after(spark, [[later], [earlier]]) == "later"
+    assert winner_after(spark, [[earlier, later]]) == "later"
