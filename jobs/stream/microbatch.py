@@ -192,6 +192,7 @@ class BatchWriter:
             The batch's counts.
         """
         counts = BatchCounts(batch_id=batch_id, query_id=self.query_id, started_at=started)
+        self.ops.query_id = self.query_id  # ops rows are keyed by (query id, batch id)
         if batch_df is not None:  # reading bronze, parsing, the watermark dedupe (the query's own work)
             counts.phase_seconds["source"] = round(source_seconds, 3)
         with counts.phase("ledger"):

@@ -52,17 +52,17 @@ TABLES: dict[str, str] = {
     # Records that could not be parsed or were unsafe, with where to find the message (R1, R7).
     "rejected": """
         batch_id BIGINT, message_id STRING, record_index INT, bronze_file STRING, envelope STRING,
-        reason STRING, bucket STRING, key STRING, received_at TIMESTAMP""",
+        reason STRING, bucket STRING, key STRING, received_at TIMESTAMP, query_id STRING""",
     # Objects whose file could not be used, or that belong to no declared dataset.
     "quarantine": f"""
-        batch_id BIGINT, reason STRING, detail STRING, {EVENT_COLUMNS}""",
+        batch_id BIGINT, reason STRING, detail STRING, {EVENT_COLUMNS}, query_id STRING""",
     # Events given up on after repeated commit failures; kept to be replayed.
     "parked": f"""
-        batch_id BIGINT, attempts INT, reason STRING, {EVENT_COLUMNS}""",
+        batch_id BIGINT, attempts INT, reason STRING, {EVENT_COLUMNS}, query_id STRING""",
     # Events of unknown or suspended tenants (released when the tenant becomes active) and of
     # offboarded tenants (dropped; kept here to inspect), see jobs.tenants.gate.
     "held": f"""
-        batch_id BIGINT, reason STRING, {EVENT_COLUMNS}""",
+        batch_id BIGINT, reason STRING, {EVENT_COLUMNS}, query_id STRING""",
     # Great-expectations results per batch, dataset, tenant and expectation (jobs.quality).
     "validation_results": VALIDATION_RESULTS_DDL,
     # Events whose tenant table failed to commit; joined into the next batches.

@@ -57,6 +57,9 @@ class OpsWriter:
         self.config = config
         self.metrics_sink = metrics_sink
         self.results_store = results_store
+        # The streaming query whose batch is written: a batch's rows are keyed by (query id,
+        # batch id), so a new query (--reset-checkpoint) never replaces an old one's rows.
+        self.query_id = "unknown"
 
     def ledger_df(self, rows: list[tuple[Any, ...]]) -> DataFrame:
         """Ledger rows as a DataFrame in the ledger table's schema."""
@@ -89,7 +92,10 @@ class OpsWriter:
         counts.parked += len(parked)
         counts.deferred += len(again)
         if parked:
-            rows = [(batch_id, r["attempts"] + 1, e, *[r[f] for f in EVENT_FIELDS]) for r, e in parked]
+            rows = [
+                (batch_id, r["attempts"] + 1, e, *[r[f] for f in EVENT_FIELDS], self.query_id)
+                for r, e in parked
+            ]
             self.replace_batch_rows("parked", rows, batch_id)
         if again or waiting or skipped or counts.retried_in:
             schema = self.spark.table(retry_table).schema
@@ -102,7 +108,7 @@ class OpsWriter:
     def write_held(self, items: Sequence[tuple[Row, str]], batch_id: int) -> None:
         """Record the batch's events of unknown, suspended or offboarded tenants (event, reason)."""
         if items:
-            rows = [(batch_id, reason, *[r[f] for f in EVENT_FIELDS]) for r, reason in items]
+            rows = [(batch_id, reason, *[r[f] for f in EVENT_FIELDS], self.query_id) for r, reason in items]
             self.replace_batch_rows("held", rows, batch_id)
 
     def held_events(self, tenants: Sequence[str], reasons: Sequence[str]) -> DataFrame:
@@ -130,21 +136,26 @@ class OpsWriter:
         self._replace(table, frame, batch_id)
 
     def _replace(self, table: str, frame: DataFrame, batch_id: int) -> None:
-        """Overwrite ``table``'s rows of ``batch_id`` with ``frame`` (retried on commit conflicts).
+        """Overwrite ``table``'s rows of this query's ``batch_id`` with ``frame`` (retried on conflicts).
 
-        The fast path drops whole data files by the filter ``batch_id = <id>``. Once
+        The fast path drops whole data files by the filter ``batch_id = <id> AND
+        query_id = <query id>`` (rows of another query, or of a release that wrote no
+        query id, are never replaced). Once
         ``silverline maintain`` has compacted an ops table, a data file may hold rows of
         several batches; then the batch's rows are deleted row by row and the new ones
         appended (two commits; a crash between them is repaired by the batch's replay).
         """
+        query = self.query_id.replace("'", "''")
+        mine = (F.col("batch_id") == F.lit(batch_id)) & (F.col("query_id") == F.lit(self.query_id))
 
         def write() -> None:
             try:
-                frame.writeTo(table).overwrite(F.col("batch_id") == F.lit(batch_id))
+                frame.writeTo(table).overwrite(mine)
             except Exception as exc:
                 if _PARTIAL_FILE not in str(exc):
                     raise
-                self.spark.sql(f"DELETE FROM {table} WHERE batch_id = {int(batch_id)}")
+                where = f"batch_id = {int(batch_id)} AND query_id = '{query}'"
+                self.spark.sql(f"DELETE FROM {table} WHERE {where}")
                 frame.writeTo(table).append()
 
         retry_on_conflict(write, table)
@@ -162,6 +173,7 @@ class OpsWriter:
             "bucket",
             "key",
             "received_at",
+            F.lit(self.query_id).alias("query_id"),
         )
         self._replace(table, rejected, batch_id)
 
@@ -169,7 +181,10 @@ class OpsWriter:
         """Record quarantined objects (event, reason, detail)."""
         if not items:
             return
-        rows = [(batch_id, reason, detail, *[r[f] for f in EVENT_FIELDS]) for r, reason, detail in items]
+        rows = [
+            (batch_id, reason, detail, *[r[f] for f in EVENT_FIELDS], self.query_id)
+            for r, reason, detail in items
+        ]
         self.replace_batch_rows("quarantine", rows, batch_id)
 
     def write_validation(self, verdicts: Sequence[RowVerdicts], *, batch_id: int, query_id: str) -> None:

@@ -36,9 +36,10 @@ def test_a_replayed_batch_replaces_its_rows_in_a_compacted_ops_table(
     spark.sql(f"DROP TABLE IF EXISTS {table}")  # the session's ops catalog is shared: start empty
     ensure_ops_tables(spark, config)
     writer = OpsWriter(spark, config, None)
+    q = writer.query_id
     blank = (None,) * len(EVENT_FIELDS)
     for batch in (1, 2, 3):
-        writer.replace_batch_rows("held", [(batch, f"first-{batch}", *blank)], batch)
+        writer.replace_batch_rows("held", [(batch, f"first-{batch}", *blank, q)], batch)
     dry = maintain_table(spark, table, "ops", config.maintenance, now=datetime.now(UTC), dry_run=True)
     assert dry.ok and (dry.rewritten_files, dry.expired_snapshots, dry.orphans) == (0, 0, 0), dry
     report = maintain_table(
@@ -46,8 +47,8 @@ def test_a_replayed_batch_replaces_its_rows_in_a_compacted_ops_table(
     )
     assert report.ok and report.rewritten_files >= 3 and report.added_files == 1, report
 
-    writer.replace_batch_rows("held", [(2, "again-2a", *blank), (2, "again-2b", *blank)], 2)  # a replay
-    writer.replace_batch_rows("held", [(None, None, *blank)], 4)  # the null row of a new batch
+    writer.replace_batch_rows("held", [(2, "again-2a", *blank, q), (2, "again-2b", *blank, q)], 2)  # a replay
+    writer.replace_batch_rows("held", [(None, None, *blank, q)], 4)  # the null row of a new batch
     rows = sorted((r["batch_id"] or 0, r["reason"] or "") for r in spark.table(table).collect())
     assert rows == [(0, ""), (1, "first-1"), (2, "again-2a"), (2, "again-2b"), (3, "first-3")]
 

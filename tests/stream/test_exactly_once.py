@@ -288,3 +288,27 @@ def test_an_object_s3_refuses_to_serve_fails_only_its_table_and_is_parked_with_t
     assert [r["key"] for r in parked] == [denied_key]
     assert "AccessDenied" in parked[0]["reason"] and parked[0]["reason"].startswith("read failed")
     assert harness.ops_rows("retry") == []
+
+
+def test_ops_rows_of_a_new_query_never_replace_the_old_querys_rows_of_the_same_batch_id(
+    harness: Harness,
+) -> None:
+    """After --reset-checkpoint batch ids restart at 0: batch 0 of the new query must not overwrite
+    the held, parked, quarantine or metrics rows of batch 0 of the old one (R7)."""
+    ops = OpsWriter(harness.spark, harness.config, None)
+    blank = (None,) * len(EVENT_FIELDS)
+    event = dict(zip(EVENT_FIELDS, blank, strict=True))
+    old_event = {**event, "key": "acme/raw/orders/old.csv", "event_id": "old"}
+    new_event = {**event, "key": "acme/raw/orders/new.csv", "event_id": "new"}
+
+    ops.query_id = "query-old"
+    ops.write_held([(old_event, "tenant_suspended")], 0)
+    ops.write_quarantine([(old_event, "unknown_dataset", None)], 0)
+    ops.query_id = "query-new"  # the reset's query: its first batch is batch 0 again
+    ops.write_held([(new_event, "tenant_suspended")], 0)
+    ops.write_quarantine([(new_event, "unknown_dataset", None)], 0)
+    ops.write_held([(new_event, "tenant_suspended")], 0)  # a replay of the new batch 0: its own rows
+
+    for name in ("held", "quarantine"):
+        rows = sorted((r["query_id"], r["key"]) for r in harness.ops_rows(name))
+        assert rows == [("query-new", "acme/raw/orders/new.csv"), ("query-old", "acme/raw/orders/old.csv")]
