@@ -106,6 +106,13 @@ def read_file(
 def get_object(
     client: S3Client, uri: str, version_id: str | None, etag: str | None, *, max_bytes: int = DEFAULT_LIMIT
 ) -> bytes:
+    """Bytes of the object version the event names (R9); see :func:`get_object_read`."""
+    return get_object_read(client, uri, version_id, etag, max_bytes=max_bytes)[0]
+
+
+def get_object_read(
+    client: S3Client, uri: str, version_id: str | None, etag: str | None, *, max_bytes: int = DEFAULT_LIMIT
+) -> tuple[bytes, str | None, str | None]:
     """Bytes of the object version the event names (R9): by version id, else guarded by eTag.
 
     Args:
@@ -116,7 +123,8 @@ def get_object(
         max_bytes: A larger object is quarantined without reading its body (``object_bytes_limit``).
 
     Returns:
-        The bytes.
+        The bytes, and the version id and eTag S3 served (None when it names none; a bucket
+        without versioning has no version ids).
 
     Raises:
         UnreadableError: The version is gone or the object changed (superseded), or it is
@@ -143,7 +151,8 @@ def get_object(
         data: bytes = body.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise _too_big(len(data), max_bytes)
-    return data
+    served = response.get("VersionId")
+    return data, (served if served and served != "null" else None), response.get("ETag")
 
 
 def plain_md5(etag: str | None) -> str | None:

@@ -18,6 +18,7 @@ that is raised rather than taken as superseded.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -32,7 +33,13 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.contracts import DatasetContract
-from jobs.objects.fetch import UnreadableError, default_s3_client, file_uri_to_path, get_object, read_file
+from jobs.objects.fetch import (
+    UnreadableError,
+    default_s3_client,
+    file_uri_to_path,
+    get_object_read,
+    read_file,
+)
 from jobs.objects.formats import (
     DEFAULT_LIMIT,
     READ_FIELDS,
@@ -205,7 +212,11 @@ class ObjectReader:
 
     def _read_one(self, ref: ObjectRef, decoder: ContractDecoder) -> tuple[ReadOutcome, DecodedObject | None]:
         try:
-            decoded = decoder.decode_object(self._fetch(ref), ref.key)
+            data, served_version, served_etag = self._fetch(ref)
+            # A ref that named no version (a re-read of the current one) takes what S3 served (R8).
+            if ref.version_id is None and ref.etag is None and (served_version or served_etag):
+                ref = dataclasses.replace(ref, version_id=served_version, etag=served_etag)
+            decoded = decoder.decode_object(data, ref.key)
         except UnreadableError as exc:
             log.debug("%s s3://%s/%s: %s (%s)", exc.status, ref.bucket, ref.key, exc.reason, exc.detail)
             return ReadOutcome(ref, exc.status, exc.reason, exc.detail, 0), None
@@ -217,13 +228,15 @@ class ObjectReader:
             log.debug("s3://%s/%s: %d rows with values that do not convert", ref.bucket, ref.key, bad_rows)
         return ReadOutcome(ref, "ok", None, None, decoded.rows.num_rows, bad_rows), decoded
 
-    def _fetch(self, ref: ObjectRef) -> bytes:
+    def _fetch(self, ref: ObjectRef) -> tuple[bytes, str | None, str | None]:
+        """The object's bytes, and the version id and eTag served (S3 only)."""
         if self._s3 is None:  # the path is the URI's, without building and parsing a URI per file
             bucket_dir = self._bucket_dir(ref.bucket)
             path = os.path.join(bucket_dir, *ref.key.split("/"))
-            return read_file(path, ref.key, ref.etag, bucket_dir=bucket_dir, max_bytes=self._max_object_bytes)
+            data = read_file(path, ref.key, ref.etag, bucket_dir=bucket_dir, max_bytes=self._max_object_bytes)
+            return data, None, None
         uri = object_uri(self._root, ref.bucket, ref.key)
-        return get_object(self._s3, uri, ref.version_id, ref.etag, max_bytes=self._max_object_bytes)
+        return get_object_read(self._s3, uri, ref.version_id, ref.etag, max_bytes=self._max_object_bytes)
 
     def _bucket_dir(self, bucket: str) -> str:
         found = self._bucket_dirs.get(bucket)

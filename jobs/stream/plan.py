@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
+from jobs.events import model as m
 from jobs.objects.reader import ObjectReader, ObjectRef, ReadOutcome
 from jobs.quality import batch as batch_quality
 from jobs.quality.split import FAILED_EXPECTATIONS_COLUMN as FAILED_EXPECTATIONS
@@ -141,14 +142,22 @@ class Planner:
     ) -> tuple[batch_quality.TableRead, list[tuple[Row, str]]]:
         contract = self.contracts[dataset].for_tenant(tenant)
         created = [r for r in rows if r["event_kind"] == "created"]
-        table, outcomes = self.reader.read([_ref(r) for r in created], contract)
-        counts.files_read += len(created)
+        current = [r for r in rows if reads_current_version(r)]
+        refs = [*(_ref(r) for r in created), *(_ref(r, current=True) for r in current)]
+        table, outcomes = self.reader.read(refs, contract)
+        counts.files_read += len(refs)
         stats = counts.table(tenant, dataset)
-        stats["files"] += len(created)
+        stats["files"] += len(refs)
         stats["rows_read"] += table.num_rows
-        states = [(r, ledger.LEDGER_DELETED) for r in rows if r["event_kind"] != "created"]
-        for row, outcome in zip(created, outcomes, strict=True):
+        states = [
+            (r, ledger.LEDGER_DELETED)
+            for r in rows
+            if r["event_kind"] != "created" and not reads_current_version(r)
+        ]
+        for row, outcome in zip(created, outcomes[: len(created)], strict=True):
             states.extend(_judge_read(row, outcome, counts, quarantine))
+        for row, outcome in zip(current, outcomes[len(created) :], strict=True):
+            states.extend(_judge_current(row, outcome, counts, quarantine))
         return batch_quality.TableRead(bucket, tenant, dataset, contract, table), states
 
     def _frames(self, read: batch_quality.TableRead, batch_id: int) -> tuple[DataFrame, DataFrame | None]:
@@ -246,15 +255,49 @@ def _judge_read(
     return [(row, ledger.LEDGER_LIVE)]
 
 
-def _ref(row: Row) -> ObjectRef:
+def reads_current_version(row: Row) -> bool:
+    """A removal that deletes one version for good: silver then follows whatever is current (R5).
+
+    In a versioned bucket a removal that names a version (``ObjectRemoved:Delete`` or
+    ``LifecycleExpiration:Delete`` with a ``versionId``) deletes that version only. If it
+    was noncurrent nothing changes; if it was current the previous version is current
+    again, or none is. Instead of guessing which, the object's current version is read
+    (R9: the read tells what is current): its rows replace the object's rows in silver,
+    or, when there is none (gone, or a delete marker on top), the rows go. A delete marker
+    (``...:DeleteMarkerCreated``) hides the object: a plain removal. Removals without a
+    version (unversioned buckets) are plain removals too.
+    """
+    return (
+        row["event_kind"] == m.REMOVED
+        and row["version_id"] is not None
+        and not (row["event_name"] or "").endswith("DeleteMarkerCreated")
+    )
+
+
+def _judge_current(
+    row: Row, outcome: ReadOutcome, counts: BatchCounts, quarantine: list[Quarantined]
+) -> list[tuple[Row, str]]:
+    """The ledger state after reading the current version for a removal of one version."""
+    if outcome.status == "superseded":  # no current version any more: the object is gone
+        return [(row, ledger.LEDGER_DELETED)]
+    if outcome.status == "quarantined":
+        quarantine.append((row, outcome.reason or "quarantined", outcome.detail))
+        return [(row, ledger.LEDGER_QUARANTINED)]
+    counts.rows_read += outcome.rows
+    read = {**row.asDict(), "version_id": outcome.ref.version_id, "etag": outcome.ref.etag}
+    return [(type(row)(**read), ledger.LEDGER_LIVE)]  # the ledger records the version now current
+
+
+def _ref(row: Row, *, current: bool = False) -> ObjectRef:
+    """The object version an event names (``current``: whatever version is current now)."""
     return ObjectRef(
         bucket=row["bucket"],
         key=row["key"],
         tenant=row["tenant"],
         dataset=row["dataset"],
-        version_id=row["version_id"],
-        etag=row["etag"],
+        version_id=None if current else row["version_id"],
+        etag=None if current else row["etag"],
         sequencer=row["sequencer"],
         event_time=row["event_time"],
-        size=row["size"],
+        size=None if current else row["size"],
     )

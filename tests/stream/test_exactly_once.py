@@ -10,110 +10,22 @@ from the objects the test wrote (tests/lakegen.py's oracle), never from the job.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pyspark.sql import functions as F
 
-from jobs.config import SilverlineConfig, load_config
-from jobs.contracts import load_contracts
-from jobs.events.spark import parse_events, with_foreign_buckets_rejected
-from jobs.objects.reader import ObjectReader
-from jobs.session import catalog_settings
 from jobs.stream import ledger
-from jobs.stream.microbatch import BatchWriter
-from jobs.stream.ops import ensure_ops_tables, ops_table
+from jobs.stream.ops import ops_table
 from jobs.stream.ops_writer import EVENT_FIELDS, OpsWriter
-from jobs.stream.query import BRONZE_SCHEMA, with_dedupe_key
-from tests import streamkit as kit
-from tests.lakegen import Lake
+from tests.stream.conftest import Harness
 
 pytestmark = pytest.mark.spark
-
-ORDERS = ["order_id", "customer_id", "amount", "currency", "order_ts"]
 
 
 class CrashError(Exception):
     """Stands for the process dying at this point."""
-
-
-@dataclass
-class Harness:
-    spark: Any
-    config: SilverlineConfig
-    lake: Lake
-    lake_dir: Path
-
-    def writer(self, query_id: str) -> BatchWriter:
-        """A new writer on this lake, as a (re)started job builds it."""
-        contracts = load_contracts(self.config.stream.datasets_file)
-        writer = BatchWriter(self.spark, self.config, contracts, ObjectReader(self.config.objects_root))
-        writer.query_id = query_id
-        return writer
-
-    def batch(self, messages: list[str]) -> Any:
-        """The parsed, deduplicated micro-batch the query would hand over for these messages.
-
-        As ``jobs.stream.query.deduplicated_events`` builds it, with a batch ``dropDuplicates``
-        in place of the streaming-only ``dropDuplicatesWithinWatermark``.
-        """
-        rows = [
-            (f"m-{uuid.uuid4().hex}", "q", body, "2026-12-01T00:00:00.000Z", 1, None, "test")
-            for body in messages
-        ]
-        bronze = (
-            self.spark.createDataFrame(rows, BRONZE_SCHEMA)
-            .withColumn("bronze_file", F.lit("file:///bronze/test.jsonl"))
-            .withColumn("received_at", F.to_timestamp("received_at"))
-        )
-        return (
-            bronze.withColumn("body_sha256", F.sha2(F.coalesce(F.col("body"), F.lit("")), 256))
-            .transform(parse_events)
-            .transform(lambda df: with_foreign_buckets_rejected(df, self.config.group.bucket))
-            .transform(with_dedupe_key)
-            .dropDuplicates(["dedupe_key"])
-        )
-
-    def silver(self, tenant: str) -> list[tuple[Any, ...]]:
-        return kit.silver_rows(self.lake_dir, tenant, "orders", ORDERS)
-
-    def ledger_keys(self) -> dict[str, str]:
-        rows = self.spark.table(ops_table(self.config, "ledger")).collect()
-        return {r["key"]: r["state"] for r in rows}
-
-    def ops_rows(self, name: str) -> list[Any]:
-        return self.spark.table(ops_table(self.config, name)).collect()
-
-
-@pytest.fixture
-def harness(spark: Any, tmp_path: Path) -> Iterator[Harness]:
-    lake_dir = tmp_path / "lake"
-    lake_dir.mkdir()
-    catalog = f"xo{uuid.uuid4().hex[:8]}"
-    config = load_config(
-        kit.PROJECT / "conf" / "local.yaml",
-        environ={},
-        overrides={
-            "lake": {"root": str(lake_dir)},
-            "catalog": {"name": catalog},
-            "group": {"name": "xo", "bucket": "demo-lake"},
-            "stream": {"datasets_file": str(kit.PROJECT / "conf" / "datasets.yaml"), "commit_threads": 2},
-        },
-    )
-    settings = catalog_settings(config)
-    for key, value in settings.items():  # this test's own silver and ops catalogs
-        spark.conf.set(key, value)
-    spark.sql(f"SHOW NAMESPACES IN {catalog}").collect()  # loaded here: commit threads find it
-    ensure_ops_tables(spark, config)
-    try:
-        yield Harness(spark, config, Lake(lake_dir), lake_dir)
-    finally:
-        for key in settings:
-            spark.conf.unset(key)
 
 
 def crash_once(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
