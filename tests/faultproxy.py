@@ -63,6 +63,10 @@ class Phase:
         errors: For ``error``: the error names (:data:`ERRORS`) used in turn.
         every: Inject on every n-th matching request (1: all of them).
         delay: For ``delay``: seconds before forwarding.
+        until: When above 0 the window is driven by events, not by the clock: it closes
+            once it has hit traffic ``until`` times (for ``reject_entries``: rejected the
+            delete of that many messages still in the queue), ``seconds`` being only the
+            longest it waits. A slow or busy machine then cannot make the schedule miss.
     """
 
     kind: str
@@ -71,6 +75,7 @@ class Phase:
     errors: tuple[str, ...] = ("InternalError",)
     every: int = 1
     delay: float = 0.0
+    until: int = 0
 
     def __post_init__(self) -> None:
         """Reject unknown kinds and error names."""
@@ -101,6 +106,8 @@ class FaultProxy:
         self._conns: set[socket.socket] = set()
         self._phase: Phase | None = None
         self._matched = 0
+        self._hits = 0  # how often the current phase hit traffic (for ``until``)
+        self._phase_met = threading.Event()
         self._stop = threading.Event()
         self._cancel = threading.Event()
         self._first = threading.Event()
@@ -168,11 +175,19 @@ class FaultProxy:
         try:
             for phase in phases if not cancel.is_set() else []:
                 with self._lock:
-                    self._phase, self._matched = phase, 0
+                    self._phase, self._matched, self._hits = phase, 0, 0
+                    self._phase_met.clear()
                 if phase.kind == "refuse":
                     self._close_all()
                 self._applied.set()
-                cancel.wait(phase.seconds)
+                if phase.until:
+                    deadline = time.monotonic() + phase.seconds
+                    while (
+                        not cancel.is_set() and time.monotonic() < deadline and not self._phase_met.wait(0.05)
+                    ):
+                        pass
+                else:
+                    cancel.wait(phase.seconds)
                 if phase.kind == "refuse" and not self._stop.is_set():
                     self._listen()
                 if cancel.is_set() or self._stop.is_set():
@@ -258,10 +273,13 @@ class FaultProxy:
         with self._lock:
             return phase.errors[(self._matched - 1) // phase.every % len(phase.errors)]
 
-    def count(self, action: str, kind: str) -> None:
-        """Count one injection."""
+    def count(self, action: str, kind: str, hits: int = 1) -> None:
+        """Count one injection (``hits``: how much of the phase's ``until`` it fulfils)."""
         with self._lock:
             self.injected[(action, kind)] += 1
+            self._hits += hits
+            if self._phase is not None and self._phase.until and self._hits >= self._phase.until:
+                self._phase_met.set()
 
     def learn(self, action: str, reply: bytes) -> None:
         """Remember receipt handle -> message id from a ReceiveMessage reply."""
@@ -300,7 +318,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(name)
             return
         if kind == "reject_entries" and action == "DeleteMessageBatch":
-            proxy.count(action, kind)
             self._reject_entries(body)
             return
         if kind == "delay" and phase is not None:
@@ -341,7 +358,9 @@ class _Handler(BaseHTTPRequestHandler):
         ids = self.server.ids_of(body)
         with self.server._lock:  # a message whose delete was forwarded before is gone already
             deleted = set(self.server.deleted_ids)
-            self.server.rejected_ids.extend(i for i in ids if i not in deleted)
+            fresh = [i for i in ids if i not in deleted]
+            self.server.rejected_ids.extend(fresh)
+        self.server.count("DeleteMessageBatch", "reject_entries", hits=len(fresh))
         failed = [
             {"Id": e["Id"], "SenderFault": True, "Code": "ReceiptHandleIsInvalid", "Message": "injected"}
             for e in entries

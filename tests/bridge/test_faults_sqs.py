@@ -71,7 +71,9 @@ def run_bridge_through(
         env["tmp"], env["lake"], env["endpoint"], env["queue"], sqs_endpoint=proxy.url, **env["bridge"]
     )
     proc = fk.start(fk.silverline_cmd("bridge", "--config", str(config)), log)
-    trickle = fk.Trickle(env["endpoint"], env["queue"], bodies, seconds=sum(p.seconds for p in phases))
+    # Traffic over the schedule's timed windows, and 2 s into each event-driven one.
+    seconds = sum(2.0 if p.until else p.seconds for p in phases)
+    trickle = fk.Trickle(env["endpoint"], env["queue"], bodies, seconds=seconds)
     try:
         proxy.play(phases, on_first_request=True)  # the clock starts when the bridge is up
         assert proxy.wait_started(timeout=120), fk.outputs(log)[1][-3000:]
@@ -112,8 +114,8 @@ def sqs_schedule(soak: bool) -> list[Phase]:
         Phase("delay", slow, delay=6.0 if soak else 0.8),  # 6 s of 10 s visibility: extensions needed
         Phase("error", 60.0 if soak else 3.0, actions=RECEIVE, errors=THROTTLES, every=2),
         Phase("error", 60.0 if soak else 3.0, errors=SERVER_ERRORS, every=2),
-        Phase("lose_reply", 2.0, actions=DELETE),
-        Phase("reject_entries", 2.0, actions=DELETE),
+        Phase("lose_reply", 60.0, actions=DELETE, until=1),
+        Phase("reject_entries", 60.0, actions=DELETE, until=1),
     ]
 
 
@@ -121,7 +123,7 @@ def boto3_schedule(soak: bool) -> list[Phase]:
     return [
         Phase("refuse", 120.0 if soak else 4.0),
         Phase("error", 30.0 if soak else 3.0, errors=(*THROTTLES, *SERVER_ERRORS)),
-        Phase("reject_entries", 2.0, actions=DELETE),
+        Phase("reject_entries", 60.0, actions=DELETE, until=1),
     ]
 
 
