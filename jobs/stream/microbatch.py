@@ -143,19 +143,20 @@ class BatchWriter:
     ) -> BatchCounts:
         """Apply one micro-batch (or retry pass): every effect it has, in the order it has them.
 
-        First, intents left by a batch that stopped between its commits and its ledger
-        update are recovered (:mod:`jobs.stream.intents`): the tables that did commit
-        get their objects' ledger rows. Nothing else before step 1 writes anything
-        durable: the inputs (this batch's events, the retry table, held events of
-        tenants active again, request files handed over by backfill/replay runs) are
+        First the writer lease is checked, then intents left by a batch that stopped
+        between its commits and its ledger update are recovered
+        (:mod:`jobs.stream.intents`): the tables that did commit get their objects'
+        ledger rows. Nothing else before step 1 writes anything durable but the
+        rejected records: the inputs (this batch's events, the retry table, held events
+        of tenants active again, request files handed over by backfill/replay runs) are
         judged against the ledger, admitted by the tenant gate, read, checked and
-        staged. Then, in this order:
+        staged. The lease is checked again right before step 1: a writer whose lease
+        another process took over aborts the batch before its first commit. Then:
 
         1. **held**, **quarantine** and **validation** rows, each replaced per batch id:
            they depend on the plan only, so they are durable before any event leaves
            the retry table or the ledger calls an object done.
-        2. **intent**: the ledger rows each tenant table's commit stands for, written
-           once the writer lease is confirmed still held (a lost lease aborts the batch).
+        2. **intent**: the ledger rows each tenant table's commit stands for.
         3. **silver commits**, one per tenant table (quarantine table first). Each
            snapshot carries (query id, batch id). A table that already has this batch's
            snapshot is skipped, and its planned events, which that commit did not hold
@@ -196,6 +197,7 @@ class BatchWriter:
         if batch_df is not None:  # reading bronze, parsing, the watermark dedupe (the query's own work)
             counts.phase_seconds["source"] = round(source_seconds, 3)
         with counts.phase("ledger"):
+            self._check_lease(batch_id)
             self._recover_intents()
         with counts.phase("parse"):
             retry = self.spark.table(ops_table(self.config, "retry")).select(*EVENT_FIELDS, "attempts")
@@ -219,13 +221,13 @@ class BatchWriter:
             try:
                 plan, verdicts, unreadable = self.planner.plan(to_apply, batch_id, counts, quarantine)
                 with counts.phase("ledger"):
+                    self._check_lease(batch_id)  # right before the first commit
                     self.ops.write_held(  # 1
                         [*admission.held, *((r, TENANT_OFFBOARDED) for r in admission.dropped)], batch_id
                     )
                     self.ops.write_quarantine(quarantine, batch_id)
                     self.ops.write_validation(verdicts, batch_id=batch_id, query_id=self.query_id)
                     if plan:  # 2
-                        self._check_lease(batch_id)
                         self.intents.write(_intent(plan, self.query_id, batch_id))
                 with counts.phase("commit"):  # 3
                     results = commit_changes(
