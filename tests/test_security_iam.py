@@ -154,7 +154,7 @@ def test_job_role_writes_only_silver_quarantine_and_ops(world: dict[str, Any], p
     # Inside: the bronze store under the ops root, the reader on raw, table files in silver/quarantine.
     bronze = S3BronzeStore(OPS, f"{OPS_PREFIX}bronze/", s3)
     assert bronze.write("dt=2024-03-01/part-0.jsonl", b"{}\n").startswith(f"s3://{OPS}/{OPS_PREFIX}bronze/")
-    assert get_object(s3, f"s3://{LAKE}/acme/raw/orders/a.csv", None, None) == b"order_id\n1\n"
+    assert get_object(s3, f"s3://{LAKE}/acme/raw/orders/a.csv", None, None)[0] == b"order_id\n1\n"
     for key in ("acme/silver/orders/data/0.parquet", "globex/quarantine/orders/metadata/v1.metadata.json"):
         s3.put_object(Bucket=LAKE, Key=key, Body=b"x")
         s3.delete_object(Bucket=LAKE, Key=key)

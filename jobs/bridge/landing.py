@@ -48,6 +48,15 @@ class BronzeStore(Protocol):
         ...
 
 
+class FileStore(Protocol):
+    """A whole-file store under the ops root (:func:`open_store` gives one): staging, intents."""
+
+    def write(self, name: str, data: bytes) -> str: ...  # noqa: D102
+    def names(self) -> list[str]: ...  # noqa: D102
+    def read(self, name: str) -> bytes: ...  # noqa: D102
+    def delete(self, name: str) -> None: ...  # noqa: D102
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:

@@ -105,13 +105,6 @@ def read_file(
 
 def get_object(
     client: S3Client, uri: str, version_id: str | None, etag: str | None, *, max_bytes: int = DEFAULT_LIMIT
-) -> bytes:
-    """Bytes of the object version the event names (R9); see :func:`get_object_read`."""
-    return get_object_read(client, uri, version_id, etag, max_bytes=max_bytes)[0]
-
-
-def get_object_read(
-    client: S3Client, uri: str, version_id: str | None, etag: str | None, *, max_bytes: int = DEFAULT_LIMIT
 ) -> tuple[bytes, str | None, str | None]:
     """Bytes of the object version the event names (R9): by version id, else guarded by eTag.
 

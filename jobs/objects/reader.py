@@ -37,7 +37,7 @@ from jobs.objects.fetch import (
     UnreadableError,
     default_s3_client,
     file_uri_to_path,
-    get_object_read,
+    get_object,
     read_file,
 )
 from jobs.objects.formats import (
@@ -236,7 +236,7 @@ class ObjectReader:
             data = read_file(path, ref.key, ref.etag, bucket_dir=bucket_dir, max_bytes=self._max_object_bytes)
             return data, None, None
         uri = object_uri(self._root, ref.bucket, ref.key)
-        return get_object_read(self._s3, uri, ref.version_id, ref.etag, max_bytes=self._max_object_bytes)
+        return get_object(self._s3, uri, ref.version_id, ref.etag, max_bytes=self._max_object_bytes)
 
     def _bucket_dir(self, bucket: str) -> str:
         found = self._bucket_dirs.get(bucket)

@@ -19,26 +19,19 @@ import logging
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 from pyspark.sql import functions as F
 
+from jobs.bridge.landing import FileStore
 from jobs.config import SilverlineConfig
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-
-
-class FileStore(Protocol):
-    """What staging needs of a whole-file store (both bronze stores have it)."""
-
-    def write(self, name: str, data: bytes) -> str: ...  # noqa: D102
-    def names(self) -> list[str]: ...  # noqa: D102
-    def delete(self, name: str) -> None: ...  # noqa: D102
 
 
 def staging_uri(config: SilverlineConfig) -> str:

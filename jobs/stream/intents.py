@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from jobs.bridge.landing import FileStore
 from jobs.config import SilverlineConfig
 
 if TYPE_CHECKING:
@@ -41,15 +42,6 @@ LEDGER_FIELDS = (
     "version_id", "batch_id", "updated_at",
 )  # fmt: skip
 _TIMESTAMPS = frozenset({"event_time", "updated_at"})
-
-
-class _Store(Protocol):
-    """A whole-file store (``jobs.bridge.landing.open_store``)."""
-
-    def write(self, name: str, data: bytes) -> str: ...
-    def names(self) -> list[str]: ...
-    def read(self, name: str) -> bytes: ...
-    def delete(self, name: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -85,7 +77,7 @@ def _decode(row: Sequence[Any]) -> tuple[Any, ...]:
 class CommitIntents:
     """The intents of the batches that have not finished recording their commits."""
 
-    def __init__(self, store: _Store) -> None:
+    def __init__(self, store: FileStore) -> None:
         """Create the intents view.
 
         Args:
@@ -123,7 +115,9 @@ class CommitIntents:
             intents.append(Intent(body["query_id"], int(body["batch_id"]), tables))
         return intents
 
-    def recover(self, spark: SparkSession, committed: Any) -> tuple[list[tuple[Any, ...]], list[str]]:
+    def recover(
+        self, spark: SparkSession, committed: Callable[..., Any]
+    ) -> tuple[list[tuple[Any, ...]], list[str]]:
         """The ledger rows of every leftover intent's tables that did commit.
 
         Args:

@@ -143,15 +143,16 @@ class BatchWriter:
     ) -> BatchCounts:
         """Apply one micro-batch (or retry pass): every effect it has, in the order it has them.
 
-        First the writer lease is checked, then intents left by a batch that stopped
-        between its commits and its ledger update are recovered
-        (:mod:`jobs.stream.intents`): the tables that did commit get their objects'
-        ledger rows. Nothing else before step 1 writes anything durable but the
-        rejected records: the inputs (this batch's events, the retry table, held events
-        of tenants active again, request files handed over by backfill/replay runs) are
-        judged against the ledger, admitted by the tenant gate, read, checked and
-        staged. The lease is checked again right before step 1: a writer whose lease
-        another process took over aborts the batch before its first commit. Then:
+        A batch with records or retried events first checks the writer lease, then
+        recovers the intents left by a batch that stopped between its commits and its
+        ledger update (:mod:`jobs.stream.intents`): the tables that did commit get
+        their objects' ledger rows, before anything is judged. Nothing else before
+        step 1 writes anything durable but the rejected records: the inputs (this
+        batch's events, the retry table, held events of tenants active again, request
+        files handed over by backfill/replay runs) are judged against the ledger,
+        admitted by the tenant gate, read, checked and staged. The lease is checked
+        again right before step 1: a writer whose lease another process took over
+        aborts the batch before its first commit. Then:
 
         1. **held**, **quarantine** and **validation** rows, each replaced per batch id:
            they depend on the plan only, so they are durable before any event leaves
@@ -196,9 +197,6 @@ class BatchWriter:
         self.ops.query_id = self.query_id  # ops rows are keyed by (query id, batch id)
         if batch_df is not None:  # reading bronze, parsing, the watermark dedupe (the query's own work)
             counts.phase_seconds["source"] = round(source_seconds, 3)
-        with counts.phase("ledger"):
-            self._check_lease(batch_id)
-            self._recover_intents()
         with counts.phase("parse"):
             retry = self.spark.table(ops_table(self.config, "retry")).select(*EVENT_FIELDS, "attempts")
             released = self._released_tenants()
@@ -211,6 +209,9 @@ class BatchWriter:
             events = self._records(batch_df, batch_id, counts) if batch_df is not None else None
         if counts.records_in == 0 and counts.retried_in == 0:
             return counts  # a no-data batch (Spark advancing the watermark): nothing to record
+        with counts.phase("ledger"):
+            self._check_lease(batch_id)
+            self._recover_intents()
         all_events = (retry if events is None else events.unionByName(retry)).persist()
         try:
             with counts.phase("judge"):
@@ -270,9 +271,13 @@ class BatchWriter:
         """Record in the ledger what a stopped batch committed (see :mod:`jobs.stream.intents`)."""
         rows, names = self.intents.recover(self.spark, find_batch_snapshot)
         if rows:
-            ledger_table = ops_table(self.config, "ledger")
-            ledger.update_ledger(self.spark, ledger_table, self.ops.ledger_df(rows))
+            self._write_ledger(rows)
         self.intents.forget(names)
+
+    def _write_ledger(self, rows: Sequence[tuple[Any, ...]], *, all_new: bool = False) -> None:
+        """Upsert ledger rows (``all_new``: no object has one yet, so an append)."""
+        ledger_table = ops_table(self.config, "ledger")
+        ledger.update_ledger(self.spark, ledger_table, self.ops.ledger_df(list(rows)), all_new=all_new)
 
     def _released_tenants(self) -> list[str]:
         """Active tenants with held events: those events re-enter in this batch."""
@@ -381,10 +386,7 @@ class BatchWriter:
             return
         now = datetime.now(UTC)
         rows = [_ledger_row(row, state, batch_id, now) for row, state in done]
-        all_new = all(row["_l_event_id"] is None for row, _ in done)
-        ledger.update_ledger(
-            self.spark, ops_table(self.config, "ledger"), self.ops.ledger_df(rows), all_new=all_new
-        )
+        self._write_ledger(rows, all_new=all(row["_l_event_id"] is None for row, _ in done))
 
     @staticmethod
     def _note_lags(items: Sequence[tuple[Row, str]], counts: BatchCounts) -> None:

@@ -143,21 +143,16 @@ class Planner:
         contract = self.contracts[dataset].for_tenant(tenant)
         created = [r for r in rows if r["event_kind"] == "created"]
         current = [r for r in rows if reads_current_version(r)]
-        refs = [*(_ref(r) for r in created), *(_ref(r, current=True) for r in current)]
-        table, outcomes = self.reader.read(refs, contract)
-        counts.files_read += len(refs)
+        to_read = [(r, False) for r in created] + [(r, True) for r in current]
+        table, outcomes = self.reader.read([_ref(r, current=now) for r, now in to_read], contract)
+        counts.files_read += len(to_read)
         stats = counts.table(tenant, dataset)
-        stats["files"] += len(refs)
+        stats["files"] += len(to_read)
         stats["rows_read"] += table.num_rows
-        states = [
-            (r, ledger.LEDGER_DELETED)
-            for r in rows
-            if r["event_kind"] != "created" and not reads_current_version(r)
-        ]
-        for row, outcome in zip(created, outcomes[: len(created)], strict=True):
-            states.extend(_judge_read(row, outcome, counts, quarantine))
-        for row, outcome in zip(current, outcomes[len(created) :], strict=True):
-            states.extend(_judge_current(row, outcome, counts, quarantine))
+        removed = [r for r in rows if r["event_kind"] != "created" and not reads_current_version(r)]
+        states = [(r, ledger.LEDGER_DELETED) for r in removed]
+        for (row, now), outcome in zip(to_read, outcomes, strict=True):
+            states.extend(_judge_read(row, outcome, counts, quarantine, current=now))
         return batch_quality.TableRead(bucket, tenant, dataset, contract, table), states
 
     def _frames(self, read: batch_quality.TableRead, batch_id: int) -> tuple[DataFrame, DataFrame | None]:
@@ -242,9 +237,16 @@ def _columns(contract: DatasetContract, zone: str) -> list[str]:
 
 
 def _judge_read(
-    row: Row, outcome: ReadOutcome, counts: BatchCounts, quarantine: list[Quarantined]
+    row: Row, outcome: ReadOutcome, counts: BatchCounts, quarantine: list[Quarantined], *, current: bool
 ) -> list[tuple[Row, str]]:
+    """The ledger state a read leads to.
+
+    ``current``: the read of the current version for a removal of one version
+    (:func:`reads_current_version`).
+    """
     if outcome.status == "superseded":
+        if current:  # no current version any more: the object is gone
+            return [(row, ledger.LEDGER_DELETED)]
         counts.add("stale", 1, tenant=row["tenant"], dataset=row["dataset"])
         counts.superseded += 1
         return []
@@ -252,6 +254,8 @@ def _judge_read(
         quarantine.append((row, outcome.reason or "quarantined", outcome.detail))
         return [(row, ledger.LEDGER_QUARANTINED)]
     counts.rows_read += outcome.rows
+    if current:  # the ledger records the version now current
+        row = type(row)(**{**row.asDict(), "version_id": outcome.ref.version_id, "etag": outcome.ref.etag})
     return [(row, ledger.LEDGER_LIVE)]
 
 
@@ -272,20 +276,6 @@ def reads_current_version(row: Row) -> bool:
         and row["version_id"] is not None
         and not (row["event_name"] or "").endswith("DeleteMarkerCreated")
     )
-
-
-def _judge_current(
-    row: Row, outcome: ReadOutcome, counts: BatchCounts, quarantine: list[Quarantined]
-) -> list[tuple[Row, str]]:
-    """The ledger state after reading the current version for a removal of one version."""
-    if outcome.status == "superseded":  # no current version any more: the object is gone
-        return [(row, ledger.LEDGER_DELETED)]
-    if outcome.status == "quarantined":
-        quarantine.append((row, outcome.reason or "quarantined", outcome.detail))
-        return [(row, ledger.LEDGER_QUARANTINED)]
-    counts.rows_read += outcome.rows
-    read = {**row.asDict(), "version_id": outcome.ref.version_id, "etag": outcome.ref.etag}
-    return [(type(row)(**read), ledger.LEDGER_LIVE)]  # the ledger records the version now current
 
 
 def _ref(row: Row, *, current: bool = False) -> ObjectRef:
