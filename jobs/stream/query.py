@@ -3,9 +3,12 @@
 Spark's file source reads what the SQS bridge landed (checkpointed, so every
 bronze file is processed exactly once per checkpoint); the S3 event model
 parses it; ``dropDuplicatesWithinWatermark`` on the event identity removes
-duplicate notifications, with the watermark on the bridge's receive time so
-that an event whose *event time* is old is never dropped (R6). Duplicates that
-arrive further apart than the watermark are caught by the ledger instead.
+duplicate notifications. The watermark runs on the stream's own clock (the time
+the micro-batch reads the record, ``ingested_at``), never on a time a record
+carries: an event whose *event time* is old, or that a bridge whose clock runs
+behind stamped with an old receive time, is never dropped as late (R6).
+Duplicates that arrive further apart than the watermark are caught by the ledger
+instead.
 """
 
 from __future__ import annotations
@@ -115,7 +118,10 @@ def deduplicated_events(bronze_df: DataFrame, watermark_delay: str, bucket: str)
         .transform(parse_events)
         .transform(lambda df: with_foreign_buckets_rejected(df, bucket))
         .transform(with_dedupe_key)
-        .withWatermark("received_at", watermark_delay)
+        # The batch's own timestamp: every record of a micro-batch gets the same one, and it
+        # never runs behind the watermark, which is the previous batches' time less the delay.
+        .withColumn("ingested_at", F.current_timestamp())
+        .withWatermark("ingested_at", watermark_delay)
         .dropDuplicatesWithinWatermark(["dedupe_key"])
     )
 
