@@ -63,16 +63,23 @@ def filter_batch_losers(ranked_df: DataFrame) -> DataFrame:
     )
 
 
-def _is_newer_than_ledger() -> Column:
-    """The batch's order, applied against the ledger: (has a sequencer, sequencer or event time)."""
-    has, ledger_has = F.col("sequencer").isNotNull(), F.col("_l_sequencer").isNotNull()
+def _is_newer_than(prefix: str) -> Column:
+    """The batch's order, applied against a remembered event (columns ``<prefix>sequencer``, ...).
+
+    (has a sequencer, then sequencer or event time); an event not newer is stale.
+    """
+    has, other_has = F.col("sequencer").isNotNull(), F.col(f"{prefix}sequencer").isNotNull()
     return F.coalesce(
-        F.when(has & ledger_has, F.col("sequencer") > F.col("_l_sequencer"))
+        F.when(has & other_has, F.col("sequencer") > F.col(f"{prefix}sequencer"))
         .when(has, F.lit(True))  # a sequenced event outranks an entry that had none
-        .when(ledger_has, F.lit(False))
-        .otherwise(F.col("event_time") >= F.col("_l_event_time")),
+        .when(other_has, F.lit(False))
+        .otherwise(F.col("event_time") >= F.col(f"{prefix}event_time")),
         F.lit(False),
     )
+
+
+def _is_newer_than_ledger() -> Column:
+    return _is_newer_than("_l_")
 
 
 def with_ledger_verdict(ranked_df: DataFrame, ledger_df: DataFrame) -> DataFrame:
@@ -109,18 +116,60 @@ def with_ledger_verdict(ranked_df: DataFrame, ledger_df: DataFrame) -> DataFrame
     )
 
 
-def judge_events(events_df: DataFrame, ledger_df: DataFrame) -> DataFrame:
+def behind_parked(judged_df: DataFrame, parked_df: DataFrame) -> DataFrame:
+    """Turn ``apply`` into ``stale`` for a stream event older than a parked event of its object.
+
+    A parked event (its version could not be read or committed, retries exhausted) is
+    not in the ledger, but it is still the newest news of its object: an older event
+    redriven later (from the DLQ, or a late duplicate notification) must not put an older
+    version in silver (R4). Redriving the parked event itself, or a newer event, applies.
+    Backfill and replay events (a ``directive``) are guarded by the ledger entry they expect.
+
+    Args:
+        judged_df: Output of :func:`with_ledger_verdict`.
+        parked_df: The parked table (bucket, key, sequencer, event_time, event_id, ...).
+
+    Returns:
+        ``judged_df`` with the verdicts of such events changed, same columns.
+    """
+    newest_parked = (
+        rank_events_per_object(parked_df.select("bucket", "key", "sequencer", "event_time", "event_id"))
+        .filter(F.col("_rank") == 1)
+        .select(
+            "bucket",
+            "key",
+            *[F.col(c).alias(f"_p_{c}") for c in ("sequencer", "event_time", "event_id")],
+        )
+    )
+    behind = (
+        (F.col("verdict") == APPLY)
+        & F.col("directive").isNull()
+        & F.col("_p_event_id").isNotNull()
+        & (F.col("_p_event_id") != F.col("event_id"))
+        & ~_is_newer_than("_p_")
+    )
+    return (
+        judged_df.join(newest_parked, ["bucket", "key"], "left")
+        .withColumn("verdict", F.when(behind, STALE).otherwise(F.col("verdict")))
+        .drop("_p_sequencer", "_p_event_time", "_p_event_id")
+    )
+
+
+def judge_events(events_df: DataFrame, ledger_df: DataFrame, parked_df: DataFrame | None = None) -> DataFrame:
     """Every event with its verdict: batch losers (stale/duplicate) and judged winners.
 
     Args:
         events_df: The batch's events (bucket, key, sequencer, event_time, event_id, ...).
         ledger_df: The ledger table.
+        parked_df: Parked events, whose objects' older events are stale (:func:`behind_parked`).
 
     Returns:
         The events with ``verdict`` and the ledger's ``_l_*`` fields (null for losers).
     """
     ranked = rank_events_per_object(events_df)
     winners = with_ledger_verdict(ranked, ledger_df)
+    if parked_df is not None:
+        winners = behind_parked(winners, parked_df)
     losers = filter_batch_losers(ranked)
     return winners.unionByName(losers, allowMissingColumns=True)
 

@@ -316,8 +316,9 @@ class BatchWriter:
     def _judge_and_admit(self, events: DataFrame, counts: BatchCounts) -> Admission:
         """Judge the events against the ledger; the winners pass the tenant gate."""
         ledger_df = self.spark.table(ops_table(self.config, "ledger"))
+        parked_df = self.spark.table(ops_table(self.config, "parked"))
         winners: list[Row] = []
-        for row in ledger.judge_events(events, ledger_df).collect():
+        for row in ledger.judge_events(events, ledger_df, parked_df).collect():
             if row["verdict"] != ledger.APPLY:
                 counts.add(row["verdict"], 1, tenant=row["tenant"], dataset=row["dataset"])
             else:
