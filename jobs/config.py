@@ -152,6 +152,11 @@ class StreamConfig(_Section):
         ge=1,
         description="A compressed object expanding past this is quarantined (decompressed_bytes_limit)",
     )
+    max_row_bytes: int = Field(
+        default=1 << 24,
+        ge=1,
+        description="A CSV or JSON-lines object with a longer line is quarantined (row_bytes_limit)",
+    )
 
     @field_validator("trigger")
     @classmethod

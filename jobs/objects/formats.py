@@ -43,6 +43,10 @@ from jobs.objects.rows import (
 
 # The default object limits (stream.max_object_bytes, stream.max_decompressed_bytes): 1 GiB.
 DEFAULT_LIMIT = 1 << 30
+# The default limit of one CSV / JSON line (stream.max_row_bytes): 16 MiB.
+DEFAULT_ROW_LIMIT = 1 << 24
+# Bytes scanned at a time for line lengths (bounds the scan's own memory).
+_SCAN_BLOCK = 1 << 26
 
 __all__ = [
     "READ_FIELDS",
@@ -113,19 +117,27 @@ class ContractDecoder:
     Build one per contract and share it across threads (it holds only options).
     """
 
-    def __init__(self, contract: DatasetContract, max_decompressed_bytes: int = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self,
+        contract: DatasetContract,
+        max_decompressed_bytes: int = DEFAULT_LIMIT,
+        max_row_bytes: int = DEFAULT_ROW_LIMIT,
+    ) -> None:
         """Prepare the format's reader options.
 
         Args:
             contract: The dataset contract.
             max_decompressed_bytes: A compressed object expanding past this is refused
                 (``decompressed_bytes_limit``).
+            max_row_bytes: A CSV or JSON-lines object with a line longer than this (in
+                bytes, without its line break) is refused (``row_bytes_limit``).
 
         Raises:
             ValueError: Invalid reader options.
         """
         self.contract = contract
         self.max_decompressed_bytes = max_decompressed_bytes
+        self.max_row_bytes = max_row_bytes
         self.schema = contract_schema(contract)
         self._decode_format: Callable[[bytes], DecodedObject] | None = None
         if contract.format == "csv":
@@ -172,6 +184,11 @@ class ContractDecoder:
         data = _decompress(data, key, self.max_decompressed_bytes)
         if not data:
             raise DecodeError("empty_file", "the object decompresses to 0 bytes")
+        if self.contract.format != "parquet" and len(data) > self.max_row_bytes:
+            length, line = longest_line(data)
+            if length > self.max_row_bytes:
+                limit = f"stream.max_row_bytes ({self.max_row_bytes:,} bytes)"
+                raise DecodeError("row_bytes_limit", f"line {line:,} is {length:,} bytes, over {limit}")
         try:
             return self._decode_format(data)
         except (pa.ArrowException, OSError) as exc:  # bytes are in memory: OSError means bad data
@@ -196,6 +213,34 @@ class ContractDecoder:
         if extras:
             rescued = json_objects(table.select(extras), drop_nulls=True, default=arrow_json_value)
         return DecodedObject(rows, rescued=rescued, conversion_errors=errors, raw=raw)
+
+
+def longest_line(data: bytes, block: int = _SCAN_BLOCK) -> tuple[int, int]:
+    """The longest line's length in bytes (without its line feed) and its 1-based number.
+
+    Scanned ``block`` bytes at a time with numpy (about a second per GB), so the scan
+    itself needs a fraction of a block of memory whatever the object's size.
+
+    Returns:
+        ``(length, line)``; ``(0, 0)`` for no bytes. The first of equally long lines.
+    """
+    import numpy as np
+
+    view = np.frombuffer(data, dtype=np.uint8)
+    best, best_line, line_start, lines_before = 0, 0, 0, 0
+    for start in range(0, len(view), block):
+        ends = np.flatnonzero(view[start : start + block] == 0x0A) + start
+        if not ends.size:
+            continue
+        lengths = ends - np.concatenate(([line_start], ends[:-1] + 1))
+        longest = int(np.argmax(lengths))
+        if lengths[longest] > best:
+            best, best_line = int(lengths[longest]), lines_before + longest + 1
+        lines_before += int(ends.size)
+        line_start = int(ends[-1]) + 1
+    if len(view) - line_start > best:
+        best, best_line = len(view) - line_start, lines_before + 1
+    return best, best_line
 
 
 def _decompress(data: bytes, key: str, limit: int) -> bytes:

@@ -42,6 +42,7 @@ from jobs.objects.fetch import (
 )
 from jobs.objects.formats import (
     DEFAULT_LIMIT,
+    DEFAULT_ROW_LIMIT,
     READ_FIELDS,
     UTC_MICROS,
     ContractDecoder,
@@ -147,6 +148,7 @@ class ObjectReader:
         max_workers: int = 8,
         max_object_bytes: int = DEFAULT_LIMIT,
         max_decompressed_bytes: int = DEFAULT_LIMIT,
+        max_row_bytes: int = DEFAULT_ROW_LIMIT,
     ) -> None:
         """Create a reader.
 
@@ -157,6 +159,8 @@ class ObjectReader:
             max_object_bytes: Larger objects are quarantined unread (``object_bytes_limit``).
             max_decompressed_bytes: Compressed objects expanding past this are quarantined
                 (``decompressed_bytes_limit``), after expanding at most this much (R11).
+            max_row_bytes: CSV and JSON-lines objects with a longer line are quarantined
+                (``row_bytes_limit``).
 
         Raises:
             ValueError: Unsupported root or ``max_workers`` below 1.
@@ -168,6 +172,7 @@ class ObjectReader:
         self._max_workers = max_workers
         self._max_object_bytes = max_object_bytes
         self._max_decompressed_bytes = max_decompressed_bytes
+        self._max_row_bytes = max_row_bytes
         self._s3: S3Client | None = None
         if objects_root.startswith("s3://"):
             self._s3 = s3_client or default_s3_client(max_workers)
@@ -196,7 +201,7 @@ class ObjectReader:
         """
         _check_one_table(refs, contract)
         started = time.perf_counter()
-        decoder = ContractDecoder(contract, self._max_decompressed_bytes)
+        decoder = ContractDecoder(contract, self._max_decompressed_bytes, self._max_row_bytes)
         results = _map_in_order(lambda ref: self._read_one(ref, decoder), refs, self._max_workers)
         outcomes = [outcome for outcome, _ in results]
         table = _assemble([(o.ref, rows) for o, rows in results if rows is not None], contract)

@@ -167,6 +167,7 @@ def run_ingest(
         max_workers=config.stream.read_threads,
         max_object_bytes=config.stream.max_object_bytes,
         max_decompressed_bytes=config.stream.max_decompressed_bytes,
+        max_row_bytes=config.stream.max_row_bytes,
     )
     gate = _tenant_gate(config)
     if gate is None:

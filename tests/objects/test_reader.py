@@ -547,3 +547,46 @@ def test_the_default_limits_leave_ordinary_objects_alone(lake: Path) -> None:
     put(lake, "t1/raw/orders/a.csv.gz", gzip.compress(ORDERS_CSV.encode()))
     _, outcome = read_one(lake, ORDERS, "t1/raw/orders/a.csv.gz")
     assert (outcome.status, outcome.rows) == ("ok", len(ORDERS_ROWS))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("contract", [ORDERS, CLICKS], ids=["csv", "jsonl"])
+def test_a_line_over_the_row_limit_quarantines_its_object_and_one_at_the_limit_does_not(
+    lake: Path, contract: DatasetContract
+) -> None:
+    limit = 4096
+    if contract is ORDERS:
+        header = ORDERS_CSV.splitlines(keepends=True)[0]
+        at_limit = "4,c-4,EUR,1.00,2024-03-01T10:00:00Z," + "n" * limit
+        at_limit = at_limit[:limit] + "\n"
+        over = "5,c-5,EUR,1.00,2024-03-01T10:00:00Z," + "n" * limit + "\n"
+        good, bad = ORDERS_CSV + at_limit, header + over + "6,c-6,EUR,1.00,2024-03-01T10:00:00Z,\n"
+    else:
+        row = '{"event_id":"e1","page":"' + "p" * limit
+        at_limit = row[: limit - 2] + '"}'
+        good, bad = '{"event_id":"e0"}\n' + at_limit + "\n", '{"event_id":"e0"}\n' + row + '"}\n'
+    suffix = ".csv" if contract is ORDERS else ".jsonl"
+    put(lake, f"t1/raw/{contract.name}/good{suffix}", good)
+    put(lake, f"t1/raw/{contract.name}/bad{suffix}.gz", gzip.compress(bad.encode()))
+    reader = ObjectReader(root_of(lake), max_row_bytes=limit)
+
+    _, outcomes = reader.read(
+        [ref(f"t1/raw/{contract.name}/good{suffix}"),
+         ref(f"t1/raw/{contract.name}/bad{suffix}.gz")],
+        contract,
+    )  # fmt: skip
+
+    assert [(o.status, o.reason) for o in outcomes] == [("ok", None), ("quarantined", "row_bytes_limit")]
+    assert "stream.max_row_bytes" in (outcomes[1].detail or "")
+    assert "line 2" in (outcomes[1].detail or "")
+
+
+@pytest.mark.unit
+def test_the_longest_line_is_found_across_block_boundaries() -> None:
+    from jobs.objects.formats import longest_line
+
+    assert longest_line(b"", block=4) == (0, 0)
+    assert longest_line(b"abc", block=4) == (3, 1)
+    assert longest_line(b"ab\nabcdefghij\nabc\n", block=4) == (10, 2)
+    assert longest_line(b"ab\r\nabc", block=2) == (3, 1)  # the \r counts
+    assert longest_line(b"\n\n\nabcdefg", block=3) == (7, 4)
