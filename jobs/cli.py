@@ -19,6 +19,7 @@ from jobs.logs import configure_logging
 from jobs.maintenance import cli as maintenance_cli
 from jobs.quality import cli as quality_cli
 from jobs.simulate import cli as simulate_cli
+from jobs.status import cli as status_cli
 from jobs.stream import command as stream_cli
 from jobs.tenants import cli as tenants_cli
 
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     batchruns_cli.add_parser(subparsers)
     dlq_cli.add_parser(subparsers)
     maintenance_cli.add_parser(subparsers)
+    status_cli.add_parser(subparsers)
     emr_cli.add_parser(subparsers)
     return parser
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +71,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run the fault-injection scenarios at soak size (longer outages, more kills, more batches)",
     )
+    parser.addoption(
+        "--cpu-hog",
+        action="store_true",
+        default=False,
+        help="keep every core busy with a spinning process for the whole run: the suite must pass "
+        "on a loaded machine (no test may depend on how fast the machine is)",
+    )
+
+
+_HOGS: list[subprocess.Popen[bytes]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``--cpu-hog``, start one spinning process per core (once, in the controlling process)."""
+    if config.getoption("--cpu-hog") and not hasattr(config, "workerinput"):
+        spin = "while True: pass"
+        _HOGS.extend(subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 2))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for hog in _HOGS:
+        hog.kill()
+        hog.wait()
+    _HOGS.clear()
 
 
 @pytest.fixture(scope="session")

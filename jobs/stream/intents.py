@@ -88,9 +88,9 @@ class CommitIntents:
     @classmethod
     def for_config(cls, config: SilverlineConfig) -> CommitIntents:
         """The intents under ``<ops_root>intents/``."""
-        from jobs.bridge.landing import open_store
+        from jobs.bridge.landing import open_file_store
 
-        return cls(open_store(f"{config.ops_root}intents/", config))  # type: ignore[arg-type]
+        return cls(open_file_store(f"{config.ops_root}intents/", config))
 
     def write(self, intent: Intent) -> None:
         """Durably record ``intent`` (before the first of its commits)."""

@@ -337,3 +337,25 @@ def test_one_failing_tenant_table_does_not_block_the_others_and_is_parked(
     assert retry is None or retry.num_rows == 0
     assert kit.silver_rows(spark_lake, "badco", "orders", ["order_id"], bucket=bucket) == []
     assert kit.queue_counts(moto_endpoint, dlq_url) == 0
+
+    # `silverline status` reads the same state without Spark and names what is wrong.
+    shown = kit.run_command(config, "status", "--json", timeout=120)
+    assert shown.returncode == 1, shown.stderr[-2000:]  # problems found
+    status = json.loads(shown.stdout)
+    assert status["group"]["bucket"] == bucket
+    assert (status["queue"]["visible"], status["queue"]["in_flight"]) == (0, 0)
+    assert status["dlq"]["visible"] == 0 and status["dlq"]["url"] == dlq_url
+    assert status["bronze"]["files_pending"] == 0 and status["bronze"]["files_landed"] >= 1
+    assert status["events"] == {"retrying": 0, "held": 0, "dropped": 0, "parked": 1}
+    assert status["tenants"]["badco"]["parked"] == 1 and status["tenants"]["badco"]["lag_s"] > 0
+    newest = max(rows, key=lambda r: r["finished_at"])
+    assert status["last_batch"]["batch_id"] == newest["batch_id"]
+    assert (status["last_batch"]["parked"], status["last_batch"]["balanced"]) == (newest["parked"], True)
+    assert status["lease"] is None  # the run ended and released it
+    assert status["problems"] == [
+        "1 events are parked (see the parked ops table)",
+        "no process holds the writer lease: the stream is not running",
+    ]
+    table = kit.run_command(config, "status", timeout=120)
+    assert table.returncode == 1
+    assert "0 of 0 files" not in table.stdout and "1 events are parked" in table.stdout
