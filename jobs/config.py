@@ -209,6 +209,14 @@ class NotifyConfig(_Section):
         return self
 
 
+class CloudWatchConfig(_Section):
+    """Batch metrics in CloudWatch (``jobs.stream.cloudwatch``): opt-in, never slowing a batch."""
+
+    enabled: bool = False
+    namespace: str = Field(default="silverline", min_length=1, max_length=255)
+    endpoint_url: str | None = Field(default=None, description="Overrides aws.endpoint_url for CloudWatch")
+
+
 class MaintenanceConfig(_Section):
     """``silverline maintain``: Iceberg housekeeping and retention, safe next to the running stream."""
 
@@ -319,6 +327,7 @@ class SilverlineConfig(_Section):
     spark: SparkConfig = Field(default_factory=SparkConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    cloudwatch: CloudWatchConfig = Field(default_factory=CloudWatchConfig)
     emr: EmrConfig = Field(default_factory=EmrConfig)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
 

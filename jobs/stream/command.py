@@ -142,6 +142,7 @@ def run_ingest(
     from jobs.session import build_spark_session, use_utc_local_time
     from jobs.silver.evolution import evolve_tables
     from jobs.stream.checkpoint import checkpoint_problem
+    from jobs.stream.cloudwatch import CloudWatchPublisher
     from jobs.stream.control import StopWatcher
     from jobs.stream.lease import WriterLease
     from jobs.stream.microbatch import BatchWriter
@@ -172,13 +173,21 @@ def run_ingest(
     gate = _tenant_gate(config)
     if gate is None:
         return 1
+    cloudwatch = CloudWatchPublisher.for_config(config)
+
+    def batch_done(counts: Any) -> None:
+        if cloudwatch is not None:
+            cloudwatch.publish(counts)  # queued: sent by its own thread
+        if on_batch is not None:
+            on_batch(counts)
+
     writer = BatchWriter(
         spark,
         config,
         contracts,
         reader,
         metrics_sink=MetricsSink.for_config(config),
-        on_batch=on_batch,
+        on_batch=batch_done,
         gate=gate,
         notifier=notifier_for(config),
     )
@@ -214,6 +223,8 @@ def run_ingest(
             return 1
         finally:
             lease.release()
+            if cloudwatch is not None:
+                cloudwatch.close()
     if bridge is not None and bridge.failure is not None:
         return 1
     error = query.exception()

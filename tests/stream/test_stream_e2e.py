@@ -13,9 +13,11 @@ import os
 import random
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from tests import streamkit as kit
@@ -297,7 +299,8 @@ def test_one_failing_tenant_table_does_not_block_the_others_and_is_parked(
         tmp_path, spark_lake, moto_endpoint, queue_url, max_attempts=3, retry_interval_seconds=1
     )
     text = config.read_text().replace("bucket: demo-lake", f"bucket: {bucket}")
-    config.write_text(text)
+    namespace = f"silverline-{bucket}-{tmp_path.name}"
+    config.write_text(text + f"cloudwatch:\n  enabled: true\n  namespace: {namespace}\n")
 
     kit.send_all(moto_endpoint, queue_url, lake.messages)
     first = kit.run_job(config, "--trigger", "available-now")
@@ -337,6 +340,19 @@ def test_one_failing_tenant_table_does_not_block_the_others_and_is_parked(
     assert retry is None or retry.num_rows == 0
     assert kit.silver_rows(spark_lake, "badco", "orders", ["order_id"], bucket=bucket) == []
     assert kit.queue_counts(moto_endpoint, dlq_url) == 0
+
+    # Every batch's metrics reached CloudWatch (moto's), the parked event's included.
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=moto_endpoint, region_name="us-east-1")
+    parked_points = cloudwatch.get_metric_statistics(
+        Namespace=namespace,
+        MetricName="Parked",
+        Dimensions=[{"Name": "Group", "Value": group}],
+        StartTime=datetime.now(UTC) - timedelta(hours=1),
+        EndTime=datetime.now(UTC) + timedelta(minutes=5),
+        Period=7200,
+        Statistics=["Sum", "SampleCount"],
+    )["Datapoints"]
+    assert [(p["Sum"], p["SampleCount"]) for p in parked_points] == [(1.0, len(rows))]
 
     # `silverline status` reads the same state without Spark and names what is wrong.
     shown = kit.run_command(config, "status", "--json", timeout=120)
