@@ -14,7 +14,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["jobs", "jobs.*"]),
     # The EMR templates (jobs.emr.artifacts renders them) must be in the wheel.
-    package_data={"jobs": ["py.typed"], "jobs.emr": ["templates/*/*.json"]},
+    package_data={"jobs": ["py.typed", "log4j2-quiet.properties"], "jobs.emr": ["templates/*/*.json"]},
     install_requires=[
         "pyspark>=3.5,<3.6",
         "pyiceberg[pyarrow]>=0.12",

@@ -238,6 +238,17 @@ def session_settings(config: SilverlineConfig) -> dict[str, str]:
     return settings
 
 
+# Known JVM warnings that need no action, off unless logging at DEBUG (local mode only).
+QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
+
+
+def quiet_java_options(options: str) -> str:
+    """The driver's Java options with :data:`QUIET_LOG4J` as log4j2's configuration (unless one is set)."""
+    if "log4j2.configurationFile" in options or "log4j.configurationFile" in options:
+        return options
+    return f"{options} -Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}".strip()
+
+
 def use_utc_local_time() -> None:
     """Make this process's local time UTC: pyspark returns timestamps as naive local times."""
     os.environ["TZ"] = "UTC"
@@ -269,6 +280,12 @@ def build_spark_session(config: SilverlineConfig, extra: Mapping[str, str] | Non
         # package is installed, not whatever `python3` the PATH finds first. (pyspark reads
         # only the variable; on EMR the archive's python is set by spark.pyspark.python.)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # One machine: bind to loopback rather than warn that the hostname resolves to it.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            settings["spark.driver.extraJavaOptions"] = quiet_java_options(
+                settings.get("spark.driver.extraJavaOptions", "")
+            )
     elif config.spark.master:
         builder = builder.master(config.spark.master)
     for key, value in settings.items():

@@ -100,3 +100,18 @@ def test_emr_settings_add_no_local_jar_and_use_glue() -> None:
     assert "spark.jars" not in settings and "spark.jars.packages" not in settings
     assert settings["spark.sql.catalog.silverline.catalog-impl"] == "org.apache.iceberg.aws.glue.GlueCatalog"
     assert settings["spark.sql.catalog.silverline.io-impl"] == "org.apache.iceberg.aws.s3.S3FileIO"
+
+
+@pytest.mark.unit
+def test_local_runs_use_the_quiet_log4j_file_unless_one_is_given() -> None:
+    from jobs.session import QUIET_LOG4J, quiet_java_options
+
+    assert QUIET_LOG4J.is_file()
+    assert (
+        quiet_java_options("-Dlog4j2.level=WARN")
+        == f"-Dlog4j2.level=WARN -Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}"
+    )
+    own = "-Dlog4j2.configurationFile=file:/etc/mine.properties"
+    assert quiet_java_options(own) == own
+    text = QUIET_LOG4J.read_text()
+    assert "org.apache.hadoop.util.NativeCodeLoader" in text and "rootLogger.level = warn" in text
