@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +18,6 @@ from jobs.silver.commit import (
     commit_change,
     commit_changes,
     create_table_sql,
-    ensure_table,
     silver_ddl,
 )
 from jobs.silver.snapshots import SNAPSHOT_BATCH_ID, SNAPSHOT_QUERY_ID
@@ -267,24 +265,6 @@ def test_snapshot_properties_stay_with_their_thread(spark: Any, spark_lake: Path
     for i, tenant in enumerate(tenants):
         summary = read_table(spark_lake, tenant).current_snapshot().summary.additional_properties
         assert (summary[SNAPSHOT_QUERY_ID], summary[SNAPSHOT_BATCH_ID]) == (f"q-{i}", str(100 + i))
-
-
-def test_print_sequential_vs_threaded_timings(spark: Any) -> None:
-    tenants = [f"t-time-{i}" for i in range(12)]
-
-    def batch(batch_id: int) -> list[TableChange]:
-        return [change(spark, t, [row(batch_id, "a.csv"), row(2, "b.csv")], ["a.csv"]) for t in tenants]
-
-    for table_change in batch(0):
-        ensure_table(spark, table_change)
-    for batch_id, workers in ((1, 1), (2, 4)):
-        started = time.monotonic()
-        results = commit_changes(
-            spark, batch(batch_id), batch_id=batch_id, query_id=QUERY, max_workers=workers
-        )
-        seconds = time.monotonic() - started
-        assert {r.status for r in results} == {"committed"}
-        print(f"\n12 tables, {workers} thread(s): {seconds:.2f}s ({seconds / 12:.3f}s/table)")
 
 
 Q_SCHEMA = SCHEMA.replace(
