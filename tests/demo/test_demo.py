@@ -394,23 +394,24 @@ def test_demo_with_defaults_verifies_every_table_and_leaves_a_consistent_lake(tm
 @pytest.mark.integration
 @pytest.mark.timeout(1500)
 def test_demo_with_many_tenants_and_heavy_faults_verifies(tmp_path):
-    # About 5 minutes on two cores (2,957 messages); the demo's bridge drains while it publishes,
-    # which keeps moto's queue shallow (its receive and delete scan the whole queue).
+    # 60 tables from 20 tenants under heavy faults (890 messages, about a minute on two cores);
+    # `--soak`-sized traffic is the simulator's job (bench/stream_e2e.py), not this check's.
     lake = tmp_path / "lake"
     done = run_demo(
-        "--tenants", "20", "--objects", "2000", "--dup-rate", "0.3", "--reorder-rate", "0.3",
+        "--tenants", "20", "--objects", "600", "--dup-rate", "0.3", "--reorder-rate", "0.3",
         "--delete-rate", "0.1", "--seed", "7", "--lake-root", str(lake), timeout=1400,
     )  # fmt: skip
 
     truth = assert_verified(done, lake)
     assert set(truth.table_pairs()) == {(t, d) for t in tenant_names(20) for d in DATASETS}
     assert "VERIFIED: 60 of 60 tables" in done.stdout
-    # The flags reached the simulator (counts by the spec's formulas: 2000 uploads, 300 of them
-    # overwrites; 170 deletes, 140 bad files, 116 two-record messages: 2194 raw messages, 30 % twice).
+    # The flags reached the simulator (counts by the spec's formulas: 600 uploads, 15 % of them
+    # overwrites; 10 % of the 510 keys deleted, 42 bad files, 35 two-record messages: 658 raw
+    # messages, 30 % of them twice, plus 30 malformed, 2 test and 3 non-raw messages).
     injected = truth.injected
-    assert (injected.uploads, injected.overwrites, injected.deletes) == (2000, 300, 170)
-    assert (injected.duplicates, injected.reordered, injected.messages) == (658, 658, 2957)
-    assert "messages: 2957 published = 2957 landed in bronze" in done.stdout
+    assert (injected.uploads, injected.overwrites, injected.deletes) == (600, 90, 51)
+    assert (injected.duplicates, injected.reordered, injected.messages) == (197, 197, 890)
+    assert "messages: 890 published = 890 landed in bronze" in done.stdout
 
 
 @pytest.mark.integration
