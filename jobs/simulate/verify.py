@@ -101,15 +101,25 @@ class Verification:
         return "\n".join([*(t.describe() for t in self.tables), verdict])
 
 
+def metadata_version(name: str) -> tuple[int, int] | None:
+    """How new an Iceberg metadata file named ``name`` is, as a sortable key (None: not one).
+
+    ``NNNNN-<uuid>.metadata.json`` (catalogs such as Glue) ranks below ``vN.metadata.json``
+    (a hadoop catalog), each by its number.
+    """
+    for rank, pattern in enumerate((_NUMBERED_METADATA, _HADOOP_METADATA)):
+        match = pattern.fullmatch(name)
+        if match:
+            return rank, int(match.group(1))
+    return None
+
+
 def latest_metadata(table_dir: Path) -> Path | None:
     """The newest metadata file of an Iceberg table directory, or None when there is none."""
-    best: tuple[int, int, Path] | None = None
-    for path in (table_dir / "metadata").glob("*.metadata.json"):
-        for rank, pattern in enumerate((_NUMBERED_METADATA, _HADOOP_METADATA)):
-            match = pattern.fullmatch(path.name)
-            if match and (best is None or (rank, int(match.group(1))) > best[:2]):
-                best = (rank, int(match.group(1)), path)
-    return None if best is None else best[2]
+    versions = [
+        (v, p) for p in (table_dir / "metadata").glob("*.metadata.json") if (v := metadata_version(p.name))
+    ]
+    return max(versions)[1] if versions else None
 
 
 def find_tables(lake_root: Path, bucket: str) -> list[tuple[str, str, Path]]:

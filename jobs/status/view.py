@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -30,14 +29,12 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from jobs.config import SilverlineConfig
+from jobs.tenants.gate import RELEASABLE, TENANT_OFFBOARDED
 
 log = logging.getLogger(__name__)
 
 # How many lagging tenants the human view lists (the JSON has every tenant).
 TOP_LAGGING = 5
-_METADATA_RE = re.compile(r"^(?:v(\d+)|(\d+)-[^/]*)\.metadata\.json$")
-_SOURCE_LOG_RE = re.compile(r"^(\d+)(\.compact)?$")
-_RELEASABLE = ("tenant_unknown", "tenant_suspended")
 
 
 def group_status(config: SilverlineConfig, now: datetime | None = None) -> dict[str, Any]:
@@ -153,8 +150,10 @@ def _bronze(config: SilverlineConfig) -> dict[str, Any]:
 
 def _taken_files(log_store: Any) -> set[str]:
     """Base names of the files in the file source's log (the newest compact file, then later batches)."""
+    from jobs.stream.checkpoint import SOURCE_LOG_RE
+
     batches = sorted(
-        (int(m.group(1)), name) for name in log_store.names() if (m := _SOURCE_LOG_RE.match(name))
+        (int(name.split(".")[0]), name) for name in log_store.names() if SOURCE_LOG_RE.match(name)
     )
     compacts = [i for i, (_, name) in enumerate(batches) if name.endswith(".compact")]
     taken: set[str] = set()
@@ -201,8 +200,8 @@ def _waiting_events(config: SilverlineConfig, tenants: dict[str, dict[str, Any]]
     counts: dict[str, int] = {}
     for name, column, wanted in (
         ("retry", "retrying", None),
-        ("held", "held", _RELEASABLE),
-        ("held", "dropped", ("tenant_offboarded",)),
+        ("held", "held", RELEASABLE),
+        ("held", "dropped", (TENANT_OFFBOARDED,)),
         ("parked", "parked", None),
     ):
         per_tenant = _tenant_counts(config, name, wanted)
@@ -228,19 +227,14 @@ def _tenant_counts(config: SilverlineConfig, table: str, reasons: tuple[str, ...
 
 
 def newest_metadata(config: SilverlineConfig, table: str) -> str | None:
-    """URI of an ops table's newest metadata file (``vN`` or ``NNNNN-uuid``), None if it has none."""
+    """URI of an ops table's newest metadata file, None if it has none."""
     from jobs.bridge.landing import open_file_store
+    from jobs.simulate.verify import metadata_version
     from jobs.storage import ops_namespace
 
     directory = f"{config.ops_root}tables/{ops_namespace(config)}/{table}/metadata/"
-    best: tuple[int, str] | None = None
-    for name in open_file_store(directory, config).names():
-        match = _METADATA_RE.match(name)
-        if match:
-            version = int(match.group(1) or match.group(2))
-            if best is None or version > best[0]:
-                best = (version, name)
-    return None if best is None else directory + best[1]
+    versions = [(v, n) for n in open_file_store(directory, config).names() if (v := metadata_version(n))]
+    return directory + max(versions)[1] if versions else None
 
 
 def _lease(config: SilverlineConfig) -> dict[str, Any] | None:

@@ -38,7 +38,7 @@ RECOVERY = (
 )
 _VERSION_RE = re.compile(r"^v[1-9][0-9]*$")
 _BATCH_RE = re.compile(r"^[0-9]+$")
-_SOURCE_LOG_RE = re.compile(r"^[0-9]+(\.compact)?$")
+SOURCE_LOG_RE = re.compile(r"^[0-9]+(\.compact)?$")
 _STATE_RE = re.compile(r"^[0-9]+\.(delta|snapshot)$")
 _LZ4_MAGIC = b"LZ4Block"
 _LZ4_HEADER = struct.Struct("<8sBiii")  # magic, token, compressed length, original length, checksum
@@ -120,7 +120,7 @@ def _format_problem(relative: Path, data: bytes) -> str | None:
         return _log_problem(data, min_lines=3, dash_ok=True)
     if len(parts) == 2 and parts[0] == "commits" and _BATCH_RE.match(parts[1]):
         return _log_problem(data, min_lines=2)
-    if len(parts) == 3 and parts[0] == "sources" and _SOURCE_LOG_RE.match(parts[2]):
+    if len(parts) == 3 and parts[0] == "sources" and SOURCE_LOG_RE.match(parts[2]):
         return _log_problem(data, min_lines=1)
     if parts[0] == "state" and _STATE_RE.match(parts[-1]) and data[: len(_LZ4_MAGIC)] == _LZ4_MAGIC:
         return _lz4_problem(data)
