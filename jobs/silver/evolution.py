@@ -224,7 +224,10 @@ def contracts_fingerprint(config: SilverlineConfig, contracts: Mapping[str, Data
     table loads.
     """
     described = {  # the table layouts too: a release that adds a lineage column checks again
-        name: [contract.model_dump(mode="json"), silver_columns(c := contract), silver_columns(c, QUARANTINE)]
+        name: [
+            contract.model_dump(mode="json"),
+            *(silver_columns(contract, zone) for zone in (SILVER, QUARANTINE)),
+        ]
         for name, contract in sorted(contracts.items())
     }
     text = json.dumps([config.catalog.name, config.group.bucket, described], sort_keys=True, default=str)
