@@ -12,7 +12,6 @@ import contextlib
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from jobs.cliargs import add_command, add_config_arguments, config_from_args
@@ -158,13 +157,9 @@ def run_ingest(
     stop = stop or threading.Event()
     use_utc_local_time()
     contracts = load_contracts(config.stream.datasets_file)
-    # The suites are checked while Spark starts: importing great-expectations (about 3 s) and
-    # starting the JVM overlap. A bad suite still stops the job before anything is read.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="suites") as pool:
-        suites = pool.submit(check_suites, contracts, expectations_dir(config.stream.datasets_file))
-        bridge = SqsBridge(config) if with_bridge and config.sqs.queue_url else None
-        spark = build_spark_session(config)
-        suites.result()
+    check_suites(contracts, expectations_dir(config.stream.datasets_file))  # bad suites stop startup
+    bridge = SqsBridge(config) if with_bridge and config.sqs.queue_url else None
+    spark = build_spark_session(config)
     ensure_ops_tables(spark, config)
     evolve_tables(spark, config, contracts)  # contract changes reach existing tables before any batch
     reader = ObjectReader(
