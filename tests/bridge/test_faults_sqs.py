@@ -107,15 +107,24 @@ def injected_errors(proxy: FaultProxy) -> dict[str, int]:
 
 
 def sqs_schedule(soak: bool) -> list[Phase]:
-    """Down, slow, throttled, 5xx, failed deletes: seconds each (minutes for the outage under soak)."""
-    outage = 150.0 if soak else 3.0
-    slow = 60.0 if soak else 2.5
+    """Down, slow, throttled, 5xx, failed deletes.
+
+    The outage is timed (its length is the point: seconds, minutes under soak). Every
+    other window is driven by traffic (``until``): it closes once it has hit enough
+    requests to use each of its error kinds, so a bridge still backing off after the
+    outage on a busy machine cannot miss it. Under soak the windows are long and timed.
+    """
+
+    def hits(n: int) -> int:
+        return 0 if soak else n
+
     return [
         Phase("pass", 1.5),
-        Phase("refuse", outage),
-        Phase("delay", slow, delay=6.0 if soak else 0.8),  # 6 s of 10 s visibility: extensions needed
-        Phase("error", 60.0 if soak else 3.0, actions=RECEIVE, errors=THROTTLES, every=2),
-        Phase("error", 60.0 if soak else 3.0, errors=SERVER_ERRORS, every=2),
+        Phase("refuse", 150.0 if soak else 3.0),
+        # 6 s of 10 s visibility under soak: extensions needed
+        Phase("delay", 60.0, delay=6.0 if soak else 0.8, until=hits(2)),
+        Phase("error", 60.0, actions=RECEIVE, errors=THROTTLES, every=2, until=hits(len(THROTTLES))),
+        Phase("error", 60.0, errors=SERVER_ERRORS, every=2, until=hits(len(SERVER_ERRORS))),
         Phase("lose_reply", 60.0, actions=DELETE, until=1),
         Phase("reject_entries", 60.0, actions=DELETE, until=1),
     ]
@@ -124,7 +133,7 @@ def sqs_schedule(soak: bool) -> list[Phase]:
 def boto3_schedule(soak: bool) -> list[Phase]:
     return [
         Phase("refuse", 120.0 if soak else 4.0),
-        Phase("error", 30.0 if soak else 3.0, errors=(*THROTTLES, *SERVER_ERRORS)),
+        Phase("error", 30.0, errors=(*THROTTLES, *SERVER_ERRORS), until=0 if soak else 3),
         Phase("reject_entries", 60.0, actions=DELETE, until=1),
     ]
 
