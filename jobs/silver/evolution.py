@@ -8,15 +8,10 @@ with P' > P) is applied too. Anything else — a narrower or different type, or 
 column the tables have and the contract dropped — stops the job before it
 starts, with an error that names the dataset, the column and the fix. Every
 table is planned before any is changed, so a refused change changes nothing.
-Once every table passed a check against one set of contracts, a marker under
-``<ops_root>schema-checks/`` says so, and later start-ups with the same contracts
-skip the scan (:func:`contracts_fingerprint`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -30,8 +25,6 @@ from jobs.storage import QUARANTINE, SILVER, table_name
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-    from jobs.bridge.landing import FileStore
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +178,6 @@ def evolve_tables(
         SchemaEvolutionError: A table cannot follow its contract (nothing was changed).
     """
     catalog, bucket = config.catalog.name, config.group.bucket
-    checked = _checks_store(config)
-    marker = f"{contracts_fingerprint(config, contracts)}.json"
-    if marker in checked.names():  # every table was checked against these very contracts
-        log.info("schema check: the contracts are unchanged since the last check; tables not scanned")
-        return []
     try:
         if config.catalog.type == "glue":
             tables = tables_in_ledger(spark, config)
@@ -211,31 +199,4 @@ def evolve_tables(
         log.info("schema evolution: %s", change.sql())
         spark.sql(change.sql())
     log.info("schema check: %d tables, %d column changes", len(tables), len(planned))
-    checked.write(marker, json.dumps({"tables": len(tables), "changes": len(planned)}).encode())
     return planned
-
-
-def contracts_fingerprint(config: SilverlineConfig, contracts: Mapping[str, DatasetContract]) -> str:
-    """A digest of the contracts as they apply to the group's tables (catalog and bucket included).
-
-    Tables the job creates follow the contracts of the day, so once every existing table was
-    checked against one set of contracts (and one release's table layout), start-ups with the
-    same need not scan them again: with 100,000 tenants that scan is hundreds of thousands of
-    table loads.
-    """
-    described = {  # the table layouts too: a release that adds a lineage column checks again
-        name: [
-            contract.model_dump(mode="json"),
-            *(silver_columns(contract, zone) for zone in (SILVER, QUARANTINE)),
-        ]
-        for name, contract in sorted(contracts.items())
-    }
-    text = json.dumps([config.catalog.name, config.group.bucket, described], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _checks_store(config: SilverlineConfig) -> FileStore:
-    """``<ops_root>schema-checks/``: one marker per set of contracts every table was checked against."""
-    from jobs.bridge.landing import open_file_store
-
-    return open_file_store(f"{config.ops_root}schema-checks/", config)
