@@ -71,9 +71,10 @@ def silver_versions(h: Harness) -> set[str]:
     return set() if table is None else set(table.column("_source_version_id").to_pylist())
 
 
-def test_silver_follows_the_current_version_of_a_versioned_object(
-    make_harness: Callable[..., Harness], moto_endpoint: str
-) -> None:
+def versioned_lake(
+    make_harness: Callable[..., Harness], moto_endpoint: str, **overrides: Any
+) -> tuple[Any, str, Harness]:
+    """A new versioned bucket in moto's S3, and a harness whose reader and lake use it."""
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     bucket = f"ver-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
@@ -83,7 +84,15 @@ def test_silver_follows_the_current_version_of_a_versioned_object(
         reader=ObjectReader("s3://", s3_client=s3),
         lake={"objects_root": "s3://"},
         aws={"endpoint_url": moto_endpoint},
+        **overrides,
     )
+    return s3, bucket, h
+
+
+def test_silver_follows_the_current_version_of_a_versioned_object(
+    make_harness: Callable[..., Harness], moto_endpoint: str
+) -> None:
+    s3, bucket, h = versioned_lake(make_harness, moto_endpoint)
     content = Lake(h.lake_dir, bucket=bucket)
     rows = {tag: content.orders_rows(n, tag) for tag, n in ((51, 3), (52, 2), (53, 4))}
     obj = VersionedObject(s3, bucket)
@@ -131,17 +140,7 @@ def test_an_older_event_redriven_later_never_applies_over_a_parked_newer_one(
 
     from jobs.objects import reader as reader_module
 
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
-    bucket = f"ver-{uuid.uuid4().hex[:10]}"
-    s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    h = make_harness(
-        bucket=bucket,
-        reader=ObjectReader("s3://", s3_client=s3),
-        lake={"objects_root": "s3://"},
-        aws={"endpoint_url": moto_endpoint},
-        stream={"max_attempts": 1},
-    )
+    s3, bucket, h = versioned_lake(make_harness, moto_endpoint, stream={"max_attempts": 1})
     content = Lake(h.lake_dir, bucket=bucket)
     old_rows, new_rows = content.orders_rows(3, 61), content.orders_rows(2, 62)
     obj = VersionedObject(s3, bucket)
