@@ -109,23 +109,49 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, poll: f
 
 
 class Trickle(threading.Thread):
-    """Sends bodies straight to moto a few at a time over ``seconds`` (traffic during the faults)."""
+    """Sends bodies straight to moto a few at a time over ``seconds`` (traffic during the faults).
 
-    def __init__(self, endpoint: str, queue_url: str, bodies: list[str], seconds: float) -> None:
+    With ``reserve``, the last ``reserve`` bodies are held back and sent one at a time,
+    each when ``release()`` says traffic is wanted now (e.g. a fault window that only a
+    delete can meet is open and the queue is empty); past ``deadline`` seconds they go
+    without waiting. The traffic then follows the fault schedule's events, not the
+    clock, however slow the machine.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        queue_url: str,
+        bodies: list[str],
+        seconds: float,
+        *,
+        reserve: int = 0,
+        release: Callable[[], bool] | None = None,
+        deadline: float = 240.0,
+    ) -> None:
         """Create the sender (``start()`` it; ``join()``; then read :attr:`ids`)."""
         super().__init__(daemon=True)
         self._args = (endpoint, queue_url, bodies, seconds)
+        self._reserve = min(reserve, len(bodies)) if release is not None else 0
+        self._release = release
+        self._deadline = deadline
         self.ids: list[str] = []
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        """Send chunks of up to 3 bodies at even intervals."""
+        """Send chunks of up to 3 bodies at even intervals, then the held-back ones as released."""
         endpoint, queue_url, bodies, seconds = self._args
-        chunks = [bodies[i : i + 3] for i in range(0, len(bodies), 3)]
+        paced, held = bodies[: len(bodies) - self._reserve], bodies[len(bodies) - self._reserve :]
+        chunks = [paced[i : i + 3] for i in range(0, len(paced), 3)]
         try:
             for chunk in chunks:
                 self.ids += kit.send_all(endpoint, queue_url, chunk)
                 time.sleep(seconds / max(1, len(chunks)))
+            give_up = time.monotonic() + self._deadline
+            for body in held:
+                while self._release is not None and not self._release() and time.monotonic() < give_up:
+                    time.sleep(0.1)
+                self.ids += kit.send_all(endpoint, queue_url, [body])
         except BaseException as exc:  # surfaced by the test after join()
             self.error = exc
 

@@ -159,6 +159,17 @@ class FaultProxy:
         self._first.set()
         self._done.wait(5)
 
+    @property
+    def phase(self) -> Phase | None:
+        """The phase in force (None outside a schedule)."""
+        with self._lock:
+            return self._phase
+
+    @property
+    def done(self) -> bool:
+        """True when no schedule is playing."""
+        return self._done.is_set()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the schedule to end; True if it did."""
         return self._done.wait(timeout)

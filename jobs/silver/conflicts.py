@@ -8,12 +8,18 @@ files"), or rewrote the files an overwrite meant to delete. Those writes are
 safe to plan and run again from the new table state: every silverline write is
 idempotent per batch (a silver commit first looks for its own batch's snapshot;
 the ledger MERGE and the ops tables' replace-by-batch rewrite the same rows).
+
+The same holds for a write planned from a snapshot that maintenance expired
+while it ran: the manifest or data file it then reads is gone
+(``FileNotFoundException`` on a file under the table's ``metadata/`` or
+``data/``), and planning it again from the new state reads the files that replaced it.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -32,6 +38,9 @@ CONFLICT_SIGNS = (
     "Found new conflicting delete files",
     "Cannot commit, found new",
 )
+
+# A table file that a concurrent expiry deleted after this write planned from an older snapshot.
+EXPIRED_FILE = re.compile(r"FileNotFoundException: File \S+/(?:metadata|data)/\S+ does not exist")
 
 
 def first_line(exc: BaseException) -> str:
@@ -53,7 +62,7 @@ def is_conflict(exc: BaseException) -> bool:
         Whether running the write again from the new table state can succeed.
     """
     text = f"{type(exc).__name__}: {exc}"
-    return any(sign in text for sign in CONFLICT_SIGNS)
+    return any(sign in text for sign in CONFLICT_SIGNS) or EXPIRED_FILE.search(text) is not None
 
 
 def retry_on_conflict(

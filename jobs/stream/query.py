@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from jobs.config import SilverlineConfig
 from jobs.events import model as m
 from jobs.events.spark import parse_events, with_foreign_buckets_rejected
+from jobs.silver.conflicts import retry_on_conflict
 from jobs.stream.checkpoint import RECOVERY, move_checkpoint_aside
 
 if TYPE_CHECKING:
@@ -187,12 +188,12 @@ class ProgressRecorder:
         # files, and a file from an earlier run can hold that batch next to others.)
         view = "_silverline_progress_rows"
         frame.createOrReplaceTempView(view)
-        self.spark.sql(
-            f"""MERGE INTO {self.table} t USING {view} u
+        merge = f"""MERGE INTO {self.table} t USING {view} u
                 ON t.query_id = u.query_id AND t.batch_id = u.batch_id
                 WHEN MATCHED THEN UPDATE SET *
                 WHEN NOT MATCHED THEN INSERT *"""
-        )
+        # ``silverline maintain`` may compact and expire this table meanwhile: plan again then.
+        retry_on_conflict(lambda: self.spark.sql(merge), self.table)
         self.recorded.update(r[0] for r in rows)
         return len(rows)
 

@@ -71,9 +71,21 @@ def run_bridge_through(
         env["tmp"], env["lake"], env["endpoint"], env["queue"], sqs_endpoint=proxy.url, **env["bridge"]
     )
     proc = fk.start(fk.silverline_cmd("bridge", "--config", str(config)), log)
-    # Traffic over the schedule's timed windows, and 2 s into each event-driven one.
+    # Traffic over the schedule's timed windows, and 2 s into each event-driven one; a few
+    # bodies are held back for the windows only a delete can meet (the receivers' polls meet
+    # the others), each sent when such a window is open and the queue is empty.
     seconds = sum(2.0 if p.until else p.seconds for p in phases)
-    trickle = fk.Trickle(env["endpoint"], env["queue"], bodies, seconds=seconds)
+
+    def delete_wanted() -> bool:
+        phase = proxy.phase
+        if proxy.done or phase is None:
+            return True
+        return phase.actions == DELETE and kit.queue_counts(env["endpoint"], env["queue"]) == 0
+
+    reserve = 2 * sum(1 for p in phases if p.actions == DELETE)
+    trickle = fk.Trickle(
+        env["endpoint"], env["queue"], bodies, seconds=seconds, reserve=reserve, release=delete_wanted
+    )
     try:
         proxy.play(phases, on_first_request=True)  # the clock starts when the bridge is up
         assert proxy.wait_started(timeout=120), fk.outputs(log)[1][-3000:]

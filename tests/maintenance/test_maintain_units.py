@@ -27,6 +27,19 @@ def test_conflicts_are_recognised_and_other_errors_are_not() -> None:
     assert not is_conflict(RuntimeError(""))
 
 
+def test_a_file_a_concurrent_expiry_deleted_is_a_conflict() -> None:
+    """A write planned from a snapshot that ``maintain`` expired meanwhile reads a manifest (or data
+    file) that is gone: planning it again from the new table state succeeds."""
+    gone = (
+        "java.io.FileNotFoundException: File file:/lake/_ops/g/tables/ops/stream_progress/metadata/"
+        "70cb0960-d82a-46f4-88bc-ce3adcb71f3c-m0.avro does not exist"
+    )
+    assert is_conflict(RuntimeError(f"org.apache.iceberg.exceptions.RuntimeIOException: {gone}"))
+    assert is_conflict(RuntimeError("java.io.FileNotFoundException: File file:/l/t/data/x.parquet does not exist"))
+    # Not a table's file: a missing bronze file or checkpoint is not retried.
+    assert not is_conflict(RuntimeError("java.io.FileNotFoundException: File file:/l/bronze/x.jsonl does not exist"))
+
+
 def test_a_conflict_is_retried_until_the_write_succeeds() -> None:
     calls, sleeps = [], []
 
