@@ -35,9 +35,13 @@ def test_a_file_a_concurrent_expiry_deleted_is_a_conflict() -> None:
         "70cb0960-d82a-46f4-88bc-ce3adcb71f3c-m0.avro does not exist"
     )
     assert is_conflict(RuntimeError(f"org.apache.iceberg.exceptions.RuntimeIOException: {gone}"))
-    assert is_conflict(RuntimeError("java.io.FileNotFoundException: File file:/l/t/data/x.parquet does not exist"))
+    assert is_conflict(
+        RuntimeError("java.io.FileNotFoundException: File file:/l/t/data/x.parquet does not exist")
+    )
     # Not a table's file: a missing bronze file or checkpoint is not retried.
-    assert not is_conflict(RuntimeError("java.io.FileNotFoundException: File file:/l/bronze/x.jsonl does not exist"))
+    assert not is_conflict(
+        RuntimeError("java.io.FileNotFoundException: File file:/l/bronze/x.jsonl does not exist")
+    )
 
 
 def test_a_conflict_is_retried_until_the_write_succeeds() -> None:
