@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install java demo test lint typecheck pytest unit spark integration format clean bench
+.PHONY: help install java chromium demo test lint typecheck pytest unit spark integration format clean bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,10 +34,20 @@ java:  ## make sure a Java 17 runtime is there (Debian/Ubuntu: installs it when 
 	  fi; \
 	fi
 
+chromium:  ## make sure headless Chromium is there for the Data Docs browser test (Debian: installs it as root)
+	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "Chromium is required by the browser test: install Debian's chromium package" >&2; exit 1; \
+	  fi; \
+	fi
+
 demo: install  ## the whole platform on one machine: simulated tenants -> SQS (moto) -> silver, verified
 	$(BIN)/silverline demo --config conf/local.yaml $(DEMO_ARGS)
 
-test: install lint typecheck pytest  ## lint, type-check and run every test tier
+test: install chromium lint typecheck pytest  ## lint, type-check and run every test tier
 
 lint: $(STAMP)  ## ruff lint + format check
 	$(BIN)/ruff check jobs tests bench
@@ -59,7 +69,7 @@ unit: $(STAMP)  ## fast tests only
 spark: $(STAMP)  ## Spark tests only
 	$(BIN)/python -m pytest -m spark $(PYTEST_ARGS)
 
-integration: $(STAMP)  ## moto + Spark + Iceberg end to end
+integration: $(STAMP) chromium  ## moto + Spark + Iceberg end to end
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 format: $(STAMP)  ## apply ruff's formatter and safe fixes

@@ -31,6 +31,23 @@ examples:
 exit codes: 0 report printed (or no results yet); 2 bad arguments or configuration.
 """
 
+_DOCS_DESCRIPTION = """\
+Build great-expectations Data Docs (HTML) from the validation results the stream
+recorded under <ops_root>quality/results/ (local or s3:// ops roots): a page per
+expectation suite and a page per validation run (a dataset's suite in one
+micro-batch or retry pass), rendered by great-expectations. OUT/index.html lists
+the suites and every run, newest first, with its status; it needs no network.
+"""
+
+_DOCS_EPILOG = """\
+examples:
+  silverline quality docs --config conf/local.yaml --out quality-docs
+  silverline quality docs --config conf/emr.yaml --out /tmp/docs --last 50
+
+exit codes: 0 docs built (or no results yet); 1 a result file could not be read
+(the others are still rendered); 2 bad arguments or configuration.
+"""
+
 _CHECK_DESCRIPTION = """\
 Load every expectation suite the dataset contracts name (tenant overrides too) and
 check that it is valid great-expectations JSON naming only declared columns, as
@@ -72,6 +89,19 @@ def add_parser(subparsers: Any) -> None:
         "--top", metavar="N", type=_count, default=5, help="failing expectations to show (default: 5)"
     )
     report.set_defaults(func=run_report)
+    docs = add_command(
+        commands,
+        "docs",
+        summary="great-expectations Data Docs (HTML) from the recorded validation results",
+        description=_DOCS_DESCRIPTION,
+        epilog=_DOCS_EPILOG,
+    )
+    add_config_arguments(docs, queue_flags=False)
+    docs.add_argument("--out", metavar="DIR", required=True, help="the site's directory (created)")
+    docs.add_argument(
+        "--last", metavar="N", type=_positive, default=None, help="only the newest N runs of each suite"
+    )
+    docs.set_defaults(func=run_docs)
     check = add_command(
         commands,
         "check",
@@ -88,6 +118,51 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def run_docs(args: argparse.Namespace) -> int:
+    """Entry of ``silverline quality docs``.
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        The exit code.
+    """
+    from pathlib import Path
+
+    from jobs.bridge.landing import open_file_store
+    from jobs.quality.docs import build_data_docs, counted
+    from jobs.quality.results import results_uri
+    from jobs.quality.suites import expectations_dir
+
+    config = config_from_args(args)
+    uri = results_uri(config)
+    out = Path(args.out)
+    report = build_data_docs(
+        open_file_store(uri, config),
+        out,
+        suites_dir=expectations_dir(config.stream.datasets_file),
+        last=args.last,
+    )
+    if not report.runs:
+        print(f"No validation results yet in {uri}; wrote an empty index: {report.index}")
+    else:
+        failed = sum(1 for run in report.runs if not run.success)
+        print(
+            f"Data Docs: {counted(len(report.runs), 'validation run')} of "
+            f"{counted(len(report.suites), 'suite')} ({failed} failed) -> {report.index}"
+        )
+    for name in report.skipped:
+        print(f"skipped (not a readable validation result): {name}")
+    return 1 if report.skipped else 0
 
 
 def run_report(args: argparse.Namespace) -> int:
