@@ -165,7 +165,7 @@ def _run(args: argparse.Namespace, spec: Any, lake: Path, console: DemoConsole) 
         result = verify(lake, truth)
         ops = required_local_dir(config.ops_root, "lake.ops_root (for the demo)")
         batches = read_batches(ops / "metrics" / "batches")
-        check = _conservation(ops, sqs, queues, sent, batches)
+        check = _conservation(ops, sqs, queues, sent, batches, config)
     console.summary(result, table_activity(batches), check, truth, config, time.monotonic() - started)
     kept = args.keep or args.lake_root is not None
     console.snippet(result, truth, config, args.config or "conf/local.yaml", kept)
@@ -186,14 +186,16 @@ def _demo_config(args: argparse.Namespace, lake: Path, endpoint: str, queue_url:
     )
 
 
-def _conservation(ops: Path, sqs: Any, queues: Any, sent: int, batches: list[dict[str, Any]]) -> Conservation:
+def _conservation(
+    ops: Path, sqs: Any, queues: Any, sent: int, batches: list[dict[str, Any]], config: Any
+) -> Conservation:
     return conservation(
         sent=sent,
         bronze=bronze_bodies(ops / "bronze"),
         queue_left=_queue_depth(sqs, queues.queue_url),
         dlq=_queue_depth(sqs, queues.dlq_url),
         batches=batches,
-        dedupe_dropped=_dedupe_dropped(ops / "tables" / "ops" / "stream_progress"),
+        dedupe_dropped=_dedupe_dropped(ops / "tables" / "ops" / "stream_progress", config),
     )
 
 
@@ -203,8 +205,8 @@ def _queue_depth(sqs: Any, url: str) -> int:
     return sum(int(attrs.get(n, 0)) for n in names)
 
 
-def _dedupe_dropped(table_dir: Path) -> int:
+def _dedupe_dropped(table_dir: Path, config: Any) -> int:
     from jobs.quality.report import read_table
 
-    rows = read_table(table_dir, ["duplicates_dropped"])
+    rows = read_table(table_dir, config, ["duplicates_dropped"])
     return 0 if rows is None else sum(int(n or 0) for n in rows["duplicates_dropped"].to_pylist())

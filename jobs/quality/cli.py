@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from jobs.cliargs import add_command, add_config_arguments, config_from_args
-from jobs.simulate.cli import required_local_dir
 
 _DESCRIPTION = """\
 Data quality of the silver tables. Every micro-batch validates each dataset's rows
@@ -19,8 +18,8 @@ _REPORT_DESCRIPTION = """\
 Print, from the validation_results ops table: per tenant and dataset the rows
 checked, the rows that failed anything (quarantined) and the pass rate; then the
 expectations with the most failed rows, each with up to three example rows from
-the tenants' quarantine tables. Reads the Iceberg tables directly (pyiceberg, no
-Spark); needs a local (file://) lake and ops root.
+the tenants' quarantine tables. Reads the Iceberg tables directly from their
+newest metadata (pyiceberg, no Spark, no catalog), in local or s3:// lakes.
 """
 
 _REPORT_EPILOG = """\
@@ -176,23 +175,27 @@ def run_report(args: argparse.Namespace) -> int:
     """
     from rich.console import Console
 
-    from jobs.quality.report import examples, read_results, render, tenant_summaries, top_failures
-    from jobs.quality.results import TABLE_NAME
+    from jobs.quality.report import (
+        examples,
+        read_results,
+        render,
+        results_location,
+        tenant_summaries,
+        top_failures,
+    )
 
     config = config_from_args(args)
-    table_dir = required_local_dir(config.ops_root, "lake.ops_root (for the quality report)")
-    table_dir = table_dir / "tables" / "ops" / TABLE_NAME
-    lake_dir = required_local_dir(config.lake.root, "lake.root (for the quality report)")
+    table = results_location(config)
     console = Console()
-    results = read_results(table_dir, tenant=args.tenant, dataset=args.dataset)
+    results = read_results(table, config, tenant=args.tenant, dataset=args.dataset)
     if results is None or results.num_rows == 0:
         scope = " ".join(f"{k} {v!r}" for k, v in (("tenant", args.tenant), ("dataset", args.dataset)) if v)
         console.print(
-            f"No validation results yet{' for ' + scope if scope else ''} in {table_dir}", highlight=False
+            f"No validation results yet{' for ' + scope if scope else ''} in {table}", highlight=False
         )
         return 0
     failures = top_failures(results, args.top)
-    found = {(f.dataset, f.expectation): examples(lake_dir, config.group.bucket, f) for f in failures}
+    found = {(f.dataset, f.expectation): examples(config, f) for f in failures}
     render(console, tenant_summaries(results), failures, found)
     return 0
 

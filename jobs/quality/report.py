@@ -20,7 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from jobs.config import SilverlineConfig
 from jobs.quality.verdicts import ALL_EXPECTATIONS
+from jobs.storage import QUARANTINE, silver_location
 
 # A replayed micro-batch writes its rows again: the last write of each key counts once.
 RESULT_KEY = ("query_id", "batch_id", "dataset", "suite", "tenant", "expectation")
@@ -56,34 +58,16 @@ class Failure:
 
 
 def read_table(
-    table_dir: Path, columns: Sequence[str] | None = None, row_filter: Any = None
+    table: str | Path, config: SilverlineConfig, columns: Sequence[str] | None = None, row_filter: Any = None
 ) -> pa.Table | None:
-    """An Iceberg table's rows, read from its newest metadata; None when there is no table.
+    """An Iceberg table's rows (local or ``s3://``) from its newest metadata; None without a table."""
+    from jobs.lakeread import read_iceberg
 
-    Args:
-        table_dir: The table's directory (holding ``metadata/``).
-        columns: Columns to read (default: all).
-        row_filter: A pyiceberg expression (default: every row).
-
-    Returns:
-        The rows, or None.
-    """
-    from pyiceberg.expressions import AlwaysTrue
-    from pyiceberg.table import StaticTable
-
-    from jobs.simulate.verify import latest_metadata
-
-    metadata = latest_metadata(table_dir)
-    if metadata is None:
-        return None
-    table = StaticTable.from_metadata(str(metadata))
-    fields = tuple(columns) if columns else ("*",)
-    rows: pa.Table = table.scan(row_filter=row_filter or AlwaysTrue(), selected_fields=fields).to_arrow()
-    return rows
+    return read_iceberg(table, config, columns, row_filter)
 
 
 def read_results(
-    table_dir: Path, *, tenant: str | None = None, dataset: str | None = None
+    table: str | Path, config: SilverlineConfig, *, tenant: str | None = None, dataset: str | None = None
 ) -> pa.Table | None:
     """The ``validation_results`` rows (optionally of one tenant and/or dataset), replays counted once."""
     from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, Reference
@@ -93,7 +77,7 @@ def read_results(
     for name, value in (("tenant", tenant), ("dataset", dataset)):
         if value is not None:
             wanted = And(wanted, EqualTo(term=Reference(name), value=literal(value)))
-    rows = read_table(table_dir, row_filter=wanted)
+    rows = read_table(table, config, row_filter=wanted)
     if rows is None or rows.num_rows == 0:
         return rows
     ordered = rows.sort_by([("validated_at", "ascending")])
@@ -143,19 +127,21 @@ def top_failures(results: pa.Table, top: int) -> list[Failure]:
     return failures[:top]
 
 
-def quarantine_dir(lake_dir: Path, bucket: str, tenant: str, dataset: str) -> Path:
-    """A tenant's quarantine table of a dataset: ``<lake>/<bucket>/<tenant>/quarantine/<dataset>``."""
-    return lake_dir / bucket / tenant / "quarantine" / dataset
+def results_location(config: SilverlineConfig) -> str:
+    """Where the ``validation_results`` ops table lives."""
+    from jobs.lakeread import ops_location
+    from jobs.quality.results import TABLE_NAME
+
+    return ops_location(config, TABLE_NAME)
 
 
 def examples(
-    lake_dir: Path, bucket: str, failure: Failure, limit: int = EXAMPLES_PER_EXPECTATION
+    config: SilverlineConfig, failure: Failure, limit: int = EXAMPLES_PER_EXPECTATION
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` quarantined rows that failed ``failure.expectation``, tenant by tenant.
 
     Args:
-        lake_dir: The lake root directory.
-        bucket: The tenant group's bucket.
+        config: The configuration (the lake root and the group's bucket).
         failure: The expectation (its tenants with the most failures are searched first,
             at most :data:`MAX_TENANTS_SEARCHED`).
         limit: How many rows.
@@ -165,7 +151,8 @@ def examples(
     """
     found: list[dict[str, Any]] = []
     for tenant in failure.tenants[:MAX_TENANTS_SEARCHED]:
-        rows = read_table(quarantine_dir(lake_dir, bucket, tenant, failure.dataset))
+        where = silver_location(config.lake.root, config.group.bucket, tenant, failure.dataset, QUARANTINE)
+        rows = read_table(where, config)
         if rows is None or "_failed_expectations" not in rows.column_names or not rows.num_rows:
             continue
         lists = rows["_failed_expectations"].combine_chunks()

@@ -213,28 +213,13 @@ def _waiting_events(config: SilverlineConfig, tenants: dict[str, dict[str, Any]]
 
 def _tenant_counts(config: SilverlineConfig, table: str, reasons: tuple[str, ...] | None) -> Counter[str]:
     """Rows of an ops table per tenant (only rows with one of ``reasons``, when given)."""
-    from pyiceberg.table import StaticTable
+    from jobs.lakeread import ops_location, read_iceberg
 
-    metadata = newest_metadata(config, table)
-    if metadata is None:
-        return Counter()
     columns = ("tenant", "reason") if reasons else ("tenant",)
-    properties = {"s3.region": config.aws.region}
-    if config.aws.endpoint_url:
-        properties["s3.endpoint"] = config.aws.endpoint_url
-    rows = StaticTable.from_metadata(metadata, properties).scan(selected_fields=columns).to_arrow()
+    rows = read_iceberg(ops_location(config, table), config, columns)
+    if rows is None:
+        return Counter()
     return Counter(r["tenant"] for r in rows.to_pylist() if reasons is None or r.get("reason") in reasons)
-
-
-def newest_metadata(config: SilverlineConfig, table: str) -> str | None:
-    """URI of an ops table's newest metadata file, None if it has none."""
-    from jobs.bridge.landing import open_file_store
-    from jobs.simulate.verify import metadata_version
-    from jobs.storage import ops_namespace
-
-    directory = f"{config.ops_root}tables/{ops_namespace(config)}/{table}/metadata/"
-    versions = [(v, n) for n in open_file_store(directory, config).names() if (v := metadata_version(n))]
-    return directory + max(versions)[1] if versions else None
 
 
 def _lease(config: SilverlineConfig) -> dict[str, Any] | None:

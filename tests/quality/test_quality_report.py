@@ -58,7 +58,7 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 
-def write_iceberg(table_dir: Path, rows: pa.Table) -> None:
+def write_iceberg(table_dir: Path | str, rows: pa.Table, properties: dict[str, str] | None = None) -> None:
     """A table in the hadoop layout (``metadata/vN.metadata.json``), one append, pyiceberg only."""
     from pyiceberg.catalog import Catalog
     from pyiceberg.catalog.noop import NoopCatalog
@@ -82,7 +82,7 @@ def write_iceberg(table_dir: Path, rows: pa.Table) -> None:
     location = str(table_dir)
     metadata = new_table_metadata(schema, UNPARTITIONED_PARTITION_SPEC, UNSORTED_SORT_ORDER, location, {})
     first = f"{location}/metadata/v1.metadata.json"
-    io = load_file_io(location=location)
+    io = load_file_io(properties or {}, location=location)
     ToOutputFile.table_metadata(metadata, io.new_output(first))
     Table(("t",), metadata, first, io, HadoopLayoutCatalog("test")).append(rows)
 
@@ -146,13 +146,12 @@ def quarantined(
     }
 
 
-@pytest.fixture
-def lake(tmp_path: Path) -> tuple[Path, Path]:
-    """(config file, lake dir) with the results and quarantine tables in place."""
-    lake_dir = tmp_path / "lake"
+def write_lake(root: str, ops_root: str, properties: dict[str, str] | None = None) -> None:
+    """The results table and two quarantine tables under ``root`` (a path or an ``s3://`` URI)."""
     write_iceberg(
-        lake_dir / "_ops" / "demo" / "tables" / "ops" / "validation_results",
+        f"{ops_root}tables/ops/validation_results",
         pa.Table.from_pylist(RESULTS, schema=RESULTS_SCHEMA),
+        properties,
     )
     acme = [
         quarantined(11, "-3.00", "EUR", [AMOUNT], 4),
@@ -164,9 +163,17 @@ def lake(tmp_path: Path) -> tuple[Path, Path]:
     globex = [quarantined(21, None, "EUR", ["conversion(amount)"], 0, raw='{"amount": "12,50"}')]
     for tenant, rows in (("acme", acme), ("globex", globex)):
         write_iceberg(
-            lake_dir / "demo-lake" / tenant / "quarantine" / "orders",
+            f"{root}demo-lake/{tenant}/quarantine/orders",
             pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA),
+            properties,
         )
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> tuple[Path, Path]:
+    """(config file, lake dir) with the results and quarantine tables in place."""
+    lake_dir = tmp_path / "lake"
+    write_lake(f"{lake_dir}/", f"{lake_dir}/_ops/demo/")
     config = tmp_path / "quality.yaml"
     config.write_text(
         yaml.safe_dump({"group": {"name": "demo", "bucket": "demo-lake"}, "lake": {"root": str(lake_dir)}})
@@ -186,11 +193,36 @@ def table_rows(out: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("│").split("│")] for line in lines if line.count("│") >= 4]
 
 
+@pytest.fixture
+def s3_lake(tmp_path: Path, moto_endpoint: str) -> Path:
+    """The same tables in moto's S3 (lake and ops root in two buckets), and a config for them."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    for bucket in ("report-lake", "report-ops"):
+        s3.create_bucket(Bucket=bucket)
+    properties = {"s3.endpoint": moto_endpoint, "s3.region": "us-east-1"}
+    properties |= {"s3.access-key-id": "testing", "s3.secret-access-key": "testing"}
+    write_lake("s3://report-lake/", "s3://report-ops/demo/", properties)
+    config = tmp_path / "quality-s3.yaml"
+    data = {
+        "group": {"name": "demo", "bucket": "demo-lake"},
+        "lake": {"root": "s3://report-lake/", "ops_root": "s3://report-ops/demo/"},
+        "aws": {"endpoint_url": moto_endpoint, "region": "us-east-1"},
+    }
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
 def test_report_prints_exact_pass_rates_top_failures_and_examples(
-    lake: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    where: str,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("COLUMNS", "220")
-    config, _ = lake
+    config = request.getfixturevalue("lake")[0] if where == "local" else request.getfixturevalue("s3_lake")
     assert cli("quality", "report", "--config", str(config)) == 0
     out = capsys.readouterr().out
     assert table_rows(out) == [
