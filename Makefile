@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install java chromium demo test lint typecheck pytest unit spark integration format clean bench
+.PHONY: help install java chromium emr-archive-local demo test lint typecheck pytest unit spark integration format clean bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ typecheck: $(STAMP)  ## mypy (strict) on the package
 pytest: $(STAMP)  ## all test tiers (pytest exit code 5, "no tests collected", is reported, not fatal)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
+
+emr-archive-local: $(STAMP)  ## build silverline-venv.tar.gz on this machine's Python 3.11 into dist/emr-local (for testing)
+	bash emr/packaging/build-archive.sh --local --out dist/emr-local
 
 bench: install  ## the benchmark suite (about 30 minutes), then bench/results/README.md
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)

@@ -10,7 +10,12 @@
 #
 # Usage: emr/packaging/build-archive.sh [--out DIR] [--platform linux/amd64|linux/arm64]
 #            [--config FILE [--config-name NAME] [--datasets FILE]] [--upload s3://BUCKET/PREFIX/]
-#            [--dry-run] [--print-requirements]
+#            [--dry-run] [--print-requirements] [--local]
+#
+#   --local  build the same venv on this machine's python3.11 instead of in Docker (PYTHON
+#            overrides the interpreter): the archive's bin/python links to that interpreter, so it
+#            runs only where that path exists. For testing the archive (make emr-archive-local);
+#            the Docker build on Amazon Linux 2023 stays the one to upload.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,9 +27,10 @@ CONFIG_NAME=""
 DATASETS="$ROOT/conf/datasets.yaml"
 UPLOAD=""
 DRY_RUN=0
+LOCAL=0
 
 usage() {
-  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -50,6 +56,7 @@ while [[ $# -gt 0 ]]; do
     --datasets) DATASETS=${2:?--datasets needs a file}; shift 2 ;;
     --upload) UPLOAD=${2:?--upload needs an s3:// prefix}; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
+    --local) LOCAL=1; shift ;;
     --print-requirements)
       exec bash "$HERE/runtime-requirements.sh" "$ROOT/requirements.txt" "$HERE/exclude-requirements.txt" ;;
     -h | --help) usage; exit 0 ;;
@@ -70,21 +77,56 @@ if [[ -n "$CONFIG" ]]; then
   [[ -f "$DATASETS" ]] || die "no such dataset contracts file: $DATASETS"
   CONFIG_NAME=${CONFIG_NAME:-$(basename "$CONFIG")}
 fi
-if ((!DRY_RUN)); then
+if ((LOCAL)) && [[ -n "$UPLOAD" ]]; then
+  die "--local builds an archive for this machine only: it cannot be uploaded"
+fi
+if ((!DRY_RUN && !LOCAL)); then
   command -v docker >/dev/null || die "docker is needed to build on Amazon Linux 2023"
   if [[ -n "$UPLOAD" ]]; then
     command -v aws >/dev/null || die "the AWS CLI is needed for --upload"
   fi
 fi
 
+# The Dockerfile's steps on this machine: tools venv, runtime venv, wheel, smoke test, venv-pack.
+build_local() {
+  local py=${PYTHON:-python3.11} work
+  "$py" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
+    || die "--local needs Python 3.11 (EMR 7.x); set PYTHON"
+  work=$(mktemp -d)
+  # shellcheck disable=SC2064  # expand now: $work is local
+  trap "rm -rf '$work'" RETURN
+  "$py" -m venv "$work/tools"
+  "$work/tools/bin/pip" install --quiet venv-pack==0.2.0 wheel
+  bash "$HERE/runtime-requirements.sh" "$ROOT/requirements.txt" "$HERE/exclude-requirements.txt" \
+    > "$work/requirements-emr.txt"
+  "$py" -m venv "$work/silverline"
+  "$work/silverline/bin/pip" install --quiet --upgrade pip
+  "$work/silverline/bin/pip" install --quiet -r "$work/requirements-emr.txt"
+  rm -f "$OUT"/silverline-*.whl
+  "$work/tools/bin/pip" wheel --quiet --no-deps --wheel-dir "$OUT" "$ROOT"
+  "$work/silverline/bin/pip" install --quiet --no-deps "$OUT"/silverline-*.whl
+  "$work/silverline/bin/python" -c "import jobs.stream.command, great_expectations, pyiceberg, pyarrow, boto3, rich"
+  "$work/silverline/bin/python" -c "from jobs.emr.artifacts import known_placeholders as k; assert k()"
+  "$work/tools/bin/venv-pack" --quiet --prefix "$work/silverline" --output "$OUT/silverline-venv.tar.gz" --force
+  chmod a+r "$OUT"/*
+}
+
 run mkdir -p "$OUT"
-# BuildKit: --output, and Dockerfile.dockerignore next to the Dockerfile.
-run env DOCKER_BUILDKIT=1 docker build \
-  --platform "$PLATFORM" \
-  --file "$HERE/Dockerfile" \
-  --target export \
-  --output "type=local,dest=$OUT" \
-  "$ROOT"
+if ((LOCAL)); then
+  if ((DRY_RUN)); then
+    echo "build_local  # $HERE/Dockerfile's steps with ${PYTHON:-python3.11}, into $OUT"
+  else
+    build_local
+  fi
+else
+  # BuildKit: --output, and Dockerfile.dockerignore next to the Dockerfile.
+  run env DOCKER_BUILDKIT=1 docker build \
+    --platform "$PLATFORM" \
+    --file "$HERE/Dockerfile" \
+    --target export \
+    --output "type=local,dest=$OUT" \
+    "$ROOT"
+fi
 
 if [[ -n "$CONFIG" ]]; then
   stage=$(mktemp -d)
