@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import util as importlib_util
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -293,4 +293,23 @@ def build_spark_session(config: SilverlineConfig, extra: Mapping[str, str] | Non
     log.info("starting Spark (%s mode, catalog %s)", config.mode, config.catalog.name)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
+    load_catalogs(session, [config.catalog.name, ops_catalog_name(config)])
     return session
+
+
+def load_catalogs(session: SparkSession, names: Sequence[str]) -> None:
+    """Load the job's catalogs now, in this (the driver's main) thread.
+
+    Spark loads a catalog plugin on its first use. A first use from another Python
+    thread (the commits run on a thread pool) has no active session on the JVM side,
+    finds no ``spark.sql.catalog.<name>``, and Iceberg's name resolution then falls back
+    to ``spark_catalog``: ``REQUIRES_SINGLE_PART_NAMESPACE`` for every tenant table.
+    A catalog that cannot be loaded is logged here and fails where it is used.
+    """
+    manager = session._jsparkSession.sessionState().catalogManager()
+    for name in names:
+        try:
+            manager.catalog(name)
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("catalog %s could not be loaded: %s", name, first)

@@ -115,3 +115,46 @@ def test_local_runs_use_the_quiet_log4j_file_unless_one_is_given() -> None:
     assert quiet_java_options(own) == own
     text = QUIET_LOG4J.read_text()
     assert "org.apache.hadoop.util.NativeCodeLoader" in text and "rootLogger.level = warn" in text
+
+
+THREAD_PROBE = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from jobs.config import load_config
+from jobs.session import build_spark_session
+
+config = load_config(None, environ={}, overrides={"lake": {"root": sys.argv[1]}, "spark": {"master": "local[1]"}})
+spark = build_spark_session(config)
+name = "`silverline`.`lake`.`acme`.`silver`.`orders`"
+
+def load(_):
+    try:
+        spark._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, name)
+        return "found"
+    except Exception as exc:
+        return str(exc).splitlines()[0]
+
+with ThreadPoolExecutor(2) as pool:  # the commits' thread pool is the first to touch the catalog
+    print("RESULT", list(pool.map(load, range(2))))
+"""
+
+
+@pytest.mark.spark
+def test_the_catalogs_are_loaded_before_a_commit_thread_first_needs_them(tmp_path: Path) -> None:
+    """A catalog first used from another Python thread resolved tenant tables in spark_catalog."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", THREAD_PROBE, str(tmp_path / "lake")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [line] = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
+    assert "REQUIRES_SINGLE_PART_NAMESPACE" not in line
+    assert line.count("TABLE_OR_VIEW_NOT_FOUND") == 2, (
+        line
+    )  # resolved in the silverline catalog: no table yet

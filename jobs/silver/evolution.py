@@ -8,15 +8,29 @@ with P' > P) is applied too. Anything else — a narrower or different type, or 
 column the tables have and the contract dropped — stops the job before it
 starts, with an error that names the dataset, the column and the fix. Every
 table is planned before any is changed, so a refused change changes nothing.
+
+With 100,000 tenants that check is hundreds of thousands of table loads, so it is
+not repeated while nothing it depends on changed: after a full check the
+fingerprint of the contracts it checked against (and of the release's table
+layout) goes to ``<ops_root>schema-checks/last.json``, and a start-up whose
+fingerprint is that one skips the scan. Only the last check counts: going back to
+earlier contracts checks again (a column the tables gained since is then refused as
+dropped). Reading or writing that marker never stops a start-up; without it the
+tables are checked.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
 
 from jobs.config import ConfigError, SilverlineConfig
 from jobs.contracts import DatasetContract
@@ -178,6 +192,10 @@ def evolve_tables(
         SchemaEvolutionError: A table cannot follow its contract (nothing was changed).
     """
     catalog, bucket = config.catalog.name, config.group.bucket
+    fingerprint = contracts_fingerprint(config, contracts)
+    if last_check(config) == fingerprint:
+        log.info("schema check: contracts and table layout as at the last check; tables not scanned")
+        return []
     try:
         if config.catalog.type == "glue":
             tables = tables_in_ledger(spark, config)
@@ -185,6 +203,7 @@ def evolve_tables(
             tables = existing_tables(spark, catalog, bucket)
     except Exception as exc:  # no namespace for the bucket yet: a new group
         log.debug("no tenant tables yet in %s.%s: %s", catalog, bucket, exc)
+        record_check(config, fingerprint, tables=0, changes=0)
         return []
     planned: list[ColumnChange] = []
     for tenant, zone, dataset in tables:
@@ -199,4 +218,58 @@ def evolve_tables(
         log.info("schema evolution: %s", change.sql())
         spark.sql(change.sql())
     log.info("schema check: %d tables, %d column changes", len(tables), len(planned))
+    record_check(config, fingerprint, tables=len(tables), changes=len(planned))
     return planned
+
+
+def contracts_fingerprint(config: SilverlineConfig, contracts: Mapping[str, DatasetContract]) -> str:
+    """A digest of the contracts as the group's tables follow them, and of the release's table layout."""
+    described = {
+        name: [contract.model_dump(mode="json"), silver_columns(c := contract), silver_columns(c, QUARANTINE)]
+        for name, contract in sorted(contracts.items())
+    }
+    text = json.dumps([config.catalog.name, config.group.bucket, described], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _marker_uri(config: SilverlineConfig) -> str:
+    return f"{config.ops_root}schema-checks/last.json"
+
+
+def last_check(config: SilverlineConfig) -> str | None:
+    """The fingerprint of the last full check, or None (none yet, or the marker cannot be read)."""
+    uri = _marker_uri(config)
+    try:
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":
+            path = Path(unquote(parsed.path))
+            data = path.read_bytes() if path.is_file() else b""
+        else:
+            from jobs.bridge.landing import open_file_store
+
+            store = open_file_store(uri.rsplit("/", 1)[0] + "/", config)
+            data = store.read("last.json") if "last.json" in store.names() else b""
+        return str(json.loads(data)["fingerprint"]) if data else None
+    except Exception as exc:  # best effort: the tables are checked
+        log.warning("schema check: cannot read %s (%s); checking every table", uri, exc)
+        return None
+
+
+def record_check(config: SilverlineConfig, fingerprint: str, *, tables: int, changes: int) -> None:
+    """Remember a full check's fingerprint; a failure only means the next start-up checks again."""
+    uri = _marker_uri(config)
+    data = json.dumps({"fingerprint": fingerprint, "tables": tables, "changes": changes}).encode()
+    try:
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":  # not through the bronze store: its faults are not this file's
+            path = Path(unquote(parsed.path))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        else:
+            from jobs.bridge.landing import open_file_store
+
+            open_file_store(uri.rsplit("/", 1)[0] + "/", config).write("last.json", data)
+    except Exception as exc:
+        log.warning("schema check: cannot record it in %s (%s); the next start-up checks again", uri, exc)

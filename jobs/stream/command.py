@@ -99,6 +99,23 @@ def _stop_on_signals(stop: threading.Event) -> contextlib.AbstractContextManager
     return stop_on_signals(on_stop)
 
 
+class _Stopwatch:
+    """Seconds per named step of the start-up, for one log line."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self._laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self._laps.append((name, now - self._last))
+        self._last = now
+
+    def summary(self) -> str:
+        total = sum(seconds for _, seconds in self._laps)
+        return f"{total:.1f} s (" + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self._laps) + ")"
+
+
 def _s3_client(config: SilverlineConfig) -> Any:
     if not config.objects_root.startswith("s3:"):
         return None
@@ -156,12 +173,18 @@ def run_ingest(
         return 1
     stop = stop or threading.Event()
     use_utc_local_time()
+    startup = _Stopwatch()
     contracts = load_contracts(config.stream.datasets_file)
     check_suites(contracts, expectations_dir(config.stream.datasets_file))  # bad suites stop startup
+    startup.lap("contracts and suites")
     bridge = SqsBridge(config) if with_bridge and config.sqs.queue_url else None
     spark = build_spark_session(config)
+    startup.lap("spark")
     ensure_ops_tables(spark, config)
+    startup.lap("ops tables")
     evolve_tables(spark, config, contracts)  # contract changes reach existing tables before any batch
+    startup.lap("schema check")
+    log.info("start-up: %s", startup.summary())
     reader = ObjectReader(
         config.objects_root,
         s3_client=_s3_client(config),

@@ -177,11 +177,20 @@ class ProgressRecorder:
         self.recorded: set[int] = set()
 
     def record(self, query: StreamingQuery) -> int:
-        """Append progress of batches not recorded yet; returns how many rows were written."""
+        """Append progress of batches not recorded yet; returns how many rows were written.
+
+        A trigger without input (no new bronze file, or a restarted query reporting its
+        last batch again) dropped nothing: it gets no row, and no MERGE (seconds of Spark
+        work) runs for it.
+        """
         fresh = [p for p in query.recentProgress if int(p["batchId"]) not in self.recorded]
         if not fresh:
             return 0
         rows = progress_rows([dict(p) for p in fresh], str(query.id))
+        self.recorded.update(r[0] for r in rows if not any(r[2:5]))
+        rows = [r for r in rows if any(r[2:5])]  # input, duplicates dropped, late dropped
+        if not rows:
+            return 0
         frame = self.spark.createDataFrame(rows, schema=self.spark.table(self.table).schema)
         # A restarted query reports its last batch id again (a no-data trigger): upsert by
         # (query, batch), row by row. (An overwrite by filter would have to drop whole data

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jobs.contracts import DatasetContract
-from jobs.silver.evolution import ColumnChange, SchemaEvolutionError, evolve_tables, is_widening, plan_table
+from jobs.silver import evolution
+from jobs.silver.evolution import (
+    ColumnChange,
+    SchemaEvolutionError,
+    contracts_fingerprint,
+    evolve_tables,
+    is_widening,
+    last_check,
+    plan_table,
+    record_check,
+)
 
 LINEAGE = [
     ("_source_bucket", "string"), ("_source_key", "string"), ("_source_version_id", "string"),
@@ -115,8 +127,12 @@ def test_quarantine_tables_are_planned_with_their_own_columns() -> None:
 
 
 @pytest.mark.spark
+def _must_not_scan(*args: Any) -> Any:
+    raise AssertionError("the tables were scanned although the contracts did not change")
+
+
 def test_startup_adds_a_column_in_place_old_rows_read_null_data_files_untouched(
-    spark: Any, spark_lake: Any
+    spark: Any, spark_lake: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A contract change adds a column to existing tenant tables without rewriting data."""
     from pyiceberg.table import StaticTable
@@ -152,8 +168,16 @@ def test_startup_adds_a_column_in_place_old_rows_read_null_data_files_untouched(
     )
     latest = max(metadata, key=lambda p: int(p.name[1:].split(".")[0]))
     assert "channel" in [f.name for f in StaticTable.from_metadata(str(latest)).schema().fields]
-    # Run again: nothing left to do. A narrowing is refused and changes nothing.
+    marker = json.loads((spark_lake / "_ops" / config.group.name / "schema-checks" / "last.json").read_text())
+    assert marker == {"fingerprint": contracts_fingerprint(config, {"orders": v2}), "tables": 1, "changes": 1}
+    # Run again with the same contracts: the tables are not even listed.
+    monkeypatch.setattr(evolution, "existing_tables", _must_not_scan)
     assert evolve_tables(spark, config, {"orders": v2}) == []
+    monkeypatch.undo()
+    # Back to the old contract: checked again, and the column the tables gained is refused as dropped.
+    with pytest.raises(SchemaEvolutionError, match="channel"):
+        evolve_tables(spark, config, {"orders": V1})
+    # A narrowing is refused and changes nothing.
     narrowed = contract(("order_id", "int", False), ("amount", "decimal(12,2)", True), ("qty", "int", True),
                         ("channel", "string", True))  # fmt: skip
     with pytest.raises(SchemaEvolutionError, match="order_id"):
@@ -197,3 +221,23 @@ def test_glue_style_discovery_finds_the_tables_of_the_pairs_in_the_ledger(
         ("acme", "quarantine", "orders"),
         ("globex", "silver", "orders"),
     ]  # initech has ledger rows but no table; zed belongs to another bucket
+
+
+@pytest.mark.unit
+def test_the_check_marker_is_best_effort(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A marker that cannot be read means a full check; one that cannot be written only a warning."""
+    from jobs.config import load_config
+
+    config = load_config(None, environ={}, overrides={"lake": {"root": str(tmp_path / "lake")}})
+    assert last_check(config) is None  # none yet
+    record_check(config, "abc", tables=3, changes=0)
+    assert last_check(config) == "abc"
+    marker = tmp_path / "lake" / "_ops" / config.group.name / "schema-checks" / "last.json"
+    marker.write_text("{not json")
+    assert last_check(config) is None
+    assert "cannot read" in caplog.text
+    blocked = load_config(None, environ={}, overrides={"lake": {"root": str(tmp_path / "file")}})
+    (tmp_path / "file").write_text("a file where the ops root's directory would be")
+    record_check(blocked, "abc", tables=0, changes=0)  # does not raise
+    assert "cannot record it" in caplog.text
+    assert last_check(blocked) is None
