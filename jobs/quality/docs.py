@@ -179,27 +179,15 @@ def _newest(loaded: list[tuple[Run, Any, Any]], last: int | None) -> list[tuple[
 
 def _context(out: Path) -> Any:
     """An in-memory GE context whose one Data Docs site is ``out``."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
+    from jobs.quality.validate import ephemeral_context
 
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False),
-        data_docs_sites={
-            SITE: {
-                "class_name": "SiteBuilder",
-                "show_how_to_buttons": False,
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            }
-        },
-    )
-    return gx.get_context(mode="ephemeral", project_config=config)
+    site = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    return ephemeral_context({SITE: site})
 
 
 def _add_suite(context: Any, name: str, suites_dir: Path | None) -> None:

@@ -61,9 +61,12 @@ FLOAT_EXACT_DIGITS = 15
 _lock = threading.Lock()
 
 
-@functools.cache
-def _batch_definition() -> Any:
-    """The whole-dataframe batch definition of this process's ephemeral GE context."""
+def ephemeral_context(data_docs_sites: dict[str, Any] | None = None) -> Any:
+    """A GE context that keeps everything in memory: no analytics, no progress bars.
+
+    Args:
+        data_docs_sites: Data Docs sites to configure (:mod:`jobs.quality.docs`).
+    """
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -75,8 +78,15 @@ def _batch_definition() -> Any:
         store_backend_defaults=InMemoryStoreBackendDefaults(),
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False),
+        data_docs_sites=data_docs_sites,  # None: the store defaults' (none)
     )
-    context = gx.get_context(mode="ephemeral", project_config=config)
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+@functools.cache
+def _batch_definition() -> Any:
+    """The whole-dataframe batch definition of this process's ephemeral GE context."""
+    context = ephemeral_context()
     asset = context.data_sources.add_pandas(name="silverline").add_dataframe_asset(name="rows")
     return asset.add_batch_definition_whole_dataframe("batch")
 
