@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log verbosity on stderr (default: INFO)",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="local runs: show Spark's stage progress bars and JVM warnings (hidden by default)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     events_cli.add_parser(subparsers)
     bridge_cli.add_parser(subparsers)
@@ -80,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    if args.verbose:
+        from jobs.session import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"  # read when Spark starts, here or in a process started from here
     try:
         code: int = args.func(args)
     except ConfigError as exc:

@@ -249,6 +249,26 @@ def quiet_java_options(options: str) -> str:
     return f"{options} -Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}".strip()
 
 
+# Set (to 1) by ``silverline --verbose``; inherited by the processes it starts.
+VERBOSE_ENV = "SILVERLINE_VERBOSE_SPARK"
+
+
+def console_settings(settings: dict[str, str], *, verbose: bool) -> dict[str, str]:
+    """Local runs keep Spark's console quiet: no stage progress bars, known JVM warnings off.
+
+    ``verbose`` (``silverline --verbose``, or ``--log-level DEBUG``) brings both back.
+    """
+    quiet = dict(settings)
+    if verbose:
+        quiet["spark.ui.showConsoleProgress"] = "true"
+        return quiet
+    quiet.setdefault("spark.ui.showConsoleProgress", "false")
+    quiet["spark.driver.extraJavaOptions"] = quiet_java_options(
+        quiet.get("spark.driver.extraJavaOptions", "")
+    )
+    return quiet
+
+
 def use_utc_local_time() -> None:
     """Make this process's local time UTC: pyspark returns timestamps as naive local times."""
     os.environ["TZ"] = "UTC"
@@ -282,10 +302,8 @@ def build_spark_session(config: SilverlineConfig, extra: Mapping[str, str] | Non
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         # One machine: bind to loopback rather than warn that the hostname resolves to it.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        if not logging.getLogger().isEnabledFor(logging.DEBUG):
-            settings["spark.driver.extraJavaOptions"] = quiet_java_options(
-                settings.get("spark.driver.extraJavaOptions", "")
-            )
+        verbose = os.environ.get(VERBOSE_ENV) == "1" or logging.getLogger().isEnabledFor(logging.DEBUG)
+        settings = console_settings(settings, verbose=verbose)
     elif config.spark.master:
         builder = builder.master(config.spark.master)
     for key, value in settings.items():

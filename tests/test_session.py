@@ -117,6 +117,47 @@ def test_local_runs_use_the_quiet_log4j_file_unless_one_is_given() -> None:
     assert "org.apache.hadoop.util.NativeCodeLoader" in text and "rootLogger.level = warn" in text
 
 
+@pytest.mark.unit
+def test_verbose_brings_back_the_progress_bars_and_the_jvm_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs.cli import build_parser
+    from jobs.session import QUIET_LOG4J, VERBOSE_ENV, console_settings
+
+    base = {"spark.driver.extraJavaOptions": "-Xss4m"}
+    quiet = console_settings(base, verbose=False)
+    assert quiet["spark.ui.showConsoleProgress"] == "false"
+    assert (
+        quiet["spark.driver.extraJavaOptions"] == f"-Xss4m -Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}"
+    )
+    assert (
+        console_settings({**base, "spark.ui.showConsoleProgress": "true"}, verbose=False)[
+            "spark.ui.showConsoleProgress"
+        ]
+        == "true"
+    )  # the user's own choice stands
+    loud = console_settings(base, verbose=True)
+    assert loud == {"spark.driver.extraJavaOptions": "-Xss4m", "spark.ui.showConsoleProgress": "true"}
+    assert "--verbose" in build_parser().format_help()
+    monkeypatch.setenv(VERBOSE_ENV, "0")  # recorded, so the test's "1" is undone afterwards
+    from jobs import cli
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_running(lambda args: 0))
+    assert cli.main(["--verbose", "noop"]) == 0
+    import os
+
+    assert os.environ[VERBOSE_ENV] == "1"
+
+
+def _parser_running(func: object) -> object:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("noop").set_defaults(func=func)
+    return parser
+
+
 THREAD_PROBE = """
 import sys
 from concurrent.futures import ThreadPoolExecutor
