@@ -167,10 +167,13 @@ def read_ops_table(lake: Path, name: str, columns: Sequence[str] | None = None) 
     Raises:
         FileNotFoundError: The job has not created the table (yet).
     """
-    from jobs.quality.report import read_table
+    from jobs.config import load_config
+    from jobs.lakeread import read_iceberg
 
     table_dir = lake / "_ops" / GROUP / "tables" / "ops" / name
-    rows = read_table(table_dir, columns)
+    rows = read_iceberg(
+        table_dir, load_config(None, environ={}, overrides={"lake": {"root": str(lake)}}), columns
+    )
     if rows is None:
         raise FileNotFoundError(f"no ops table {name} under {lake}")
     found: list[dict[str, Any]] = rows.to_pylist()
