@@ -99,6 +99,8 @@ def judge_once(spark: Any, events: Any, ledger_table: str, parked_table: str) ->
     verdicts: dict[str, int] = {}
     for row in rows:
         verdicts[row["verdict"]] = verdicts.get(row["verdict"], 0) + 1
+        if row["_l_event_id"] is not None:  # the ledger knew the object
+            verdicts["known_to_ledger"] = verdicts.get("known_to_ledger", 0) + 1
     return seconds, verdicts
 
 
@@ -157,6 +159,7 @@ def main() -> None:
         empty = statistics.median(times[args.sizes[0]])
         result: dict[str, Any] = {
             "command": kit.command_line(),
+            "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": kit.machine(),
             "master": args.master,
             "events": args.events,

@@ -267,6 +267,27 @@ def section_parse(results: Path, plots: list[str]) -> str:
     return "\n\n".join(out)
 
 
+def section_judge(results: Path, plots: list[str]) -> str:
+    """(g) The judge against a growing ledger."""
+    out = ["## (g) The judge against a growing ledger"]
+    judge = load(results, "judge_ledger")
+    if not judge:
+        return out[0] + "\n\nNot run yet."
+    out.append(provenance(judge))
+    out.append(
+        f"One batch of {judge['events']:,} events (half of them for objects the ledger knows), judged "
+        f"against ledgers of several sizes on `{judge['master']}`, alternating, after one warm-up run "
+        "each. Target (issue #22): within 1.2x of the empty ledger at 10 million objects."
+    )
+    rows = [
+        [f"{x['objects']:,}", x["files_and_bytes"][0], f"{x['files_and_bytes'][1] / 1e6:.1f}",
+         x["judge_median_seconds"], f"{x['ratio_to_first']}x"]
+        for x in judge["ledgers"]
+    ]  # fmt: skip
+    out.append(table(["ledger objects", "data files", "MB", "judge median s", "vs first"], rows))
+    return "\n\n".join(out)
+
+
 def plot_bars(name: str, title: str, values: dict[str, float], results: Path) -> str:
     """A bar chart; returns the file name."""
 
@@ -323,6 +344,7 @@ SECTIONS: tuple[Callable[[Path, list[str]], str], ...] = (
     section_sizes,
     section_baseline,
     section_parse,
+    section_judge,
 )
 
 

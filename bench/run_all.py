@@ -47,6 +47,7 @@ SUITE: dict[str, list[str]] = {
     "reader_baseline": ["--files", "3000"],
     "file_sizes": ["--max-mb", "500"],
     "parse_bronze": ["--messages", "20000", "--masters", "local[1]", "local[2]"],
+    "judge_ledger": ["--sizes", "0", "1000000", "10000000", "--events", "2000", "--runs", "3"],
 }
 # runs of a script under another name
 SCRIPTS = {
