@@ -195,7 +195,7 @@ def _conservation(
         queue_left=_queue_depth(sqs, queues.queue_url),
         dlq=_queue_depth(sqs, queues.dlq_url),
         batches=batches,
-        dedupe_dropped=_dedupe_dropped(ops / "tables" / "ops" / "stream_progress", config),
+        dedupe_dropped=_dedupe_dropped(config),
     )
 
 
@@ -205,8 +205,8 @@ def _queue_depth(sqs: Any, url: str) -> int:
     return sum(int(attrs.get(n, 0)) for n in names)
 
 
-def _dedupe_dropped(table_dir: Path, config: Any) -> int:
-    from jobs.quality.report import read_table
+def _dedupe_dropped(config: Any) -> int:
+    from jobs.lakeread import ops_location, read_iceberg
 
-    rows = read_table(table_dir, config, ["duplicates_dropped"])
+    rows = read_iceberg(ops_location(config, "stream_progress"), config, ["duplicates_dropped"])
     return 0 if rows is None else sum(int(n or 0) for n in rows["duplicates_dropped"].to_pylist())

@@ -225,7 +225,10 @@ def evolve_tables(
 def contracts_fingerprint(config: SilverlineConfig, contracts: Mapping[str, DatasetContract]) -> str:
     """A digest of the contracts as the group's tables follow them, and of the release's table layout."""
     described = {
-        name: [contract.model_dump(mode="json"), silver_columns(c := contract), silver_columns(c, QUARANTINE)]
+        name: [
+            contract.model_dump(mode="json"),
+            *(silver_columns(contract, zone) for zone in (SILVER, QUARANTINE)),
+        ]
         for name, contract in sorted(contracts.items())
     }
     text = json.dumps([config.catalog.name, config.group.bucket, described], sort_keys=True, default=str)
