@@ -17,6 +17,10 @@ properties, and SQL ``MERGE`` takes no write options). PySpark pins each Python
 thread to its own JVM thread and py4j runs the callback on that same pair, so
 concurrent commits of different tables never see each other's properties.
 A replayed micro-batch finds its own snapshot and is skipped ("skipped_replay").
+
+A plain append whose rows come as an Arrow table (``TableChange.arrow``) runs no
+Spark job: :mod:`jobs.silver.fastappend` writes the data files and commits them with
+Iceberg's ``FastAppend`` (metadata only), the same properties in its summary.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING, Literal
 
 from jobs.contracts import DatasetContract
 from jobs.silver.conflicts import first_line, retry_on_conflict
+from jobs.silver.fastappend import append_arrow
 from jobs.silver.snapshots import (
     SNAPSHOT_BATCH_ID,
     SNAPSHOT_QUERY_ID,
@@ -43,6 +48,7 @@ from jobs.silver.snapshots import (
 from jobs.storage import QUARANTINE, SILVER
 
 if TYPE_CHECKING:
+    import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
     from pyspark.sql import DataFrame, DataFrameWriterV2, SparkSession
 
 log = logging.getLogger(__name__)
@@ -94,6 +100,7 @@ class TableChange:
         location: The table's explicit location (used by catalogs that take one, e.g. Glue).
         contract: The dataset contract (columns and partition spec).
         rows: New rows (silver schema incl. lineage) of objects being (re)placed; may be empty.
+            None when ``arrow`` holds them.
         replace_keys: Source keys whose existing rows must disappear: every key in ``rows``
             or removed that may have rows in the table (the ledger knows which). Rows of a key
             not listed are appended next to any old rows of that key. With no keys the commit
@@ -104,16 +111,26 @@ class TableChange:
             is already there (so a retried or replayed batch adds nothing twice).
         quarantine: The rejected rows of the same objects, committed first; if that
             commit fails the silver commit is not attempted (both are retried together).
+        arrow: The new rows as an Arrow table (table column names) instead of ``rows``:
+            only for a plain append (no ``replace_keys``), committed without a Spark job
+            (:mod:`jobs.silver.fastappend`).
     """
 
     table: str
     location: str
     contract: DatasetContract
-    rows: DataFrame
+    rows: DataFrame | None
     replace_keys: Sequence[str]
     row_count: int | None = None
     zone: str = SILVER
     quarantine: TableChange | None = None
+    arrow: pa.Table | None = None
+
+    def __post_init__(self) -> None:
+        if (self.rows is None) == (self.arrow is None):
+            raise ValueError(f"{self.table}: a change has its rows as a DataFrame or as Arrow, not both")
+        if self.arrow is not None and (self.replace_keys or self.zone != SILVER):
+            raise ValueError(f"{self.table}: Arrow rows are only for plain silver appends")
 
 
 @dataclass(frozen=True)
@@ -203,6 +220,13 @@ def ensure_table(spark: SparkSession, change: TableChange, *, with_location: boo
     spark.sql(create_table_sql(change, with_location=with_location))
 
 
+def frame_of(change: TableChange) -> DataFrame:
+    """The change's rows as a DataFrame (a change without one holds Arrow rows for a fast append)."""
+    if change.rows is None:
+        raise ValueError(f"{change.table}: this change's rows are Arrow rows for a fast append")
+    return change.rows
+
+
 def merge_source(spark: SparkSession, change: TableChange) -> DataFrame:
     """Delete markers (``_merge_key`` = key, other columns NULL) UNION ALL data rows (``_merge_key`` NULL).
 
@@ -210,12 +234,13 @@ def merge_source(spark: SparkSession, change: TableChange) -> DataFrame:
     """
     from pyspark.sql import functions as F
 
+    rows = frame_of(change)
     keys_json = json.dumps(sorted(set(change.replace_keys)))
     markers_df = spark.range(1, numPartitions=1).select(
-        *[F.lit(None).cast(field.dataType).alias(field.name) for field in change.rows.schema.fields],
+        *[F.lit(None).cast(field.dataType).alias(field.name) for field in rows.schema.fields],
         F.explode(F.from_json(F.lit(keys_json), "array<string>")).alias(MERGE_KEY),
     )
-    data_df = change.rows.withColumn(MERGE_KEY, F.lit(None).cast("string"))
+    data_df = rows.withColumn(MERGE_KEY, F.lit(None).cast("string"))
     return markers_df.unionByName(data_df)
 
 
@@ -255,7 +280,8 @@ def append_writer(change: TableChange) -> DataFrameWriterV2:
     per touched partition for a small batch, without the extra stage.
     """
     names = [name for name, _ in silver_columns(change.contract)]
-    rows = change.rows if change.rows.columns == names else change.rows.select(*[f"`{n}`" for n in names])
+    frame = frame_of(change)
+    rows = frame if frame.columns == names else frame.select(*[f"`{n}`" for n in names])
     if change.row_count is None:
         return rows.writeTo(change.table)
     tasks = max(1, -(-change.row_count // APPEND_ROWS_PER_TASK))
@@ -312,7 +338,12 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
         except Exception as exc:
             table = change.quarantine.table
             raise QuarantineCommitError(f"quarantine table {table}: {one_line(exc)}") from exc
-    has_rows = change.row_count > 0 if change.row_count is not None else not change.rows.isEmpty()
+    if change.arrow is not None:
+        has_rows = change.arrow.num_rows > 0
+    elif change.row_count is not None:
+        has_rows = change.row_count > 0
+    else:
+        has_rows = not frame_of(change).isEmpty()
     if not keys and not has_rows:
         return result("noop", None)
     found = _existing_batch_snapshot(spark, change, batch_id=batch_id, query_id=query_id)
@@ -320,10 +351,12 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
         return result("skipped_replay", found)
     properties = {SNAPSHOT_QUERY_ID: query_id, SNAPSHOT_BATCH_ID: str(batch_id)}
     if change.zone == QUARANTINE:
-        source = change.rows
+        source = frame_of(change)
         with_commit_properties(
             spark, properties, lambda: spark.sql(quarantine_merge_sql(change), source=source)
         )
+    elif change.arrow is not None:  # a plain append of rows in hand: metadata-only commit
+        append_arrow(spark, change.table, change.arrow, properties)
     elif keys:
         source = merge_source(spark, change)
         with_commit_properties(spark, properties, lambda: spark.sql(merge_sql(change), source=source))

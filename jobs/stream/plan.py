@@ -13,9 +13,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 from pyspark.sql import functions as F
 
 from jobs.config import SilverlineConfig
@@ -25,6 +27,7 @@ from jobs.objects.reader import ObjectReader, ObjectRef, ReadOutcome
 from jobs.quality import batch as batch_quality
 from jobs.quality.split import FAILED_EXPECTATIONS_COLUMN as FAILED_EXPECTATIONS
 from jobs.quality.split import split_verdicts
+from jobs.silver import fastappend
 from jobs.silver.commit import TableChange, one_line, silver_columns
 from jobs.silver.staging import RowStaging
 from jobs.storage import QUARANTINE, silver_location, table_name
@@ -32,7 +35,6 @@ from jobs.stream import ledger
 from jobs.stream.accounting import BatchCounts
 
 if TYPE_CHECKING:
-    import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
     from pyspark.sql import DataFrame, Row, SparkSession
 
     from jobs.quality.verdicts import RowVerdicts
@@ -124,10 +126,10 @@ class Planner:
             # mostly I/O and JVM work: tables are staged side by side.
             workers = max(1, min(self.config.stream.commit_threads, len(reads)))
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                frames = list(pool.map(lambda r: self._frames(r[0], batch_id), reads))
+                frames = list(pool.map(lambda r: self._frames(r[0], r[1], batch_id), reads))
             plan = {}
-            for (read, states), (good_df, bad_df) in zip(reads, frames, strict=True):
-                planned = self._planned(read, states, good_df, bad_df, counts, quarantine)
+            for (read, states), (good, bad_df) in zip(reads, frames, strict=True):
+                planned = self._planned(read, states, good, bad_df, counts, quarantine)
                 plan[planned.change.table] = planned
         return plan, verdicts, unreadable
 
@@ -155,26 +157,35 @@ class Planner:
             states.extend(_judge_read(row, outcome, counts, quarantine, current=now))
         return batch_quality.TableRead(bucket, tenant, dataset, contract, table), states
 
-    def _frames(self, read: batch_quality.TableRead, batch_id: int) -> tuple[DataFrame, DataFrame | None]:
-        """The good rows (silver columns) and the bad rows (quarantine columns, None if none) for Spark.
+    def _frames(
+        self, read: batch_quality.TableRead, states: Sequence[tuple[Row, str]], batch_id: int
+    ) -> tuple[DataFrame | pa.Table, DataFrame | None]:
+        """The good rows (silver columns) and the bad rows (quarantine columns, None if none).
 
-        The split happens in Arrow, so the common case hands Spark only the silver columns
-        (not the raw text, row numbers and verdict lists every read row carries).
+        The split happens in Arrow, so the common case hands on only the silver columns
+        (not the raw text, row numbers and verdict lists every read row carries). Good rows
+        of a plain append (no object the table may hold rows of) stay Arrow, for a
+        metadata-only commit (:mod:`jobs.silver.fastappend`); the others become a
+        DataFrame for Spark's MERGE.
         """
         assert read.checked is not None  # set by batch_quality.check
         good, bad = batch_quality.split_checked(read.checked)
         silver = [(n, t) for n, t in silver_columns(read.contract) if n not in ("_ingest_time", "_batch_id")]
-        good_df = self._spark_frame(good, silver, batch_id)  # in table order: lineage ends the row
+        good_rows: DataFrame | pa.Table
+        if fastappend.supports(read.contract) and not _replace_keys(states):
+            good_rows = _with_ingest(good.select([name for name, _ in silver]), batch_id)
+        else:
+            good_rows = self._spark_frame(good, silver, batch_id)  # in table order: lineage ends the row
         bad_df = None
         if bad.num_rows:
             _, bad_df = split_verdicts(self._checked_df(bad, read.contract, batch_id))
-        return good_df, bad_df
+        return good_rows, bad_df
 
     def _planned(
         self,
         read: batch_quality.TableRead,
         states: list[tuple[Row, str]],
-        good_df: DataFrame,
+        good: DataFrame | pa.Table,
         bad_df: DataFrame | None,
         counts: BatchCounts,
         quarantine: list[Quarantined],
@@ -206,9 +217,9 @@ class Planner:
             table=table_name(self.config, *names[1:]),
             location=silver_location(self.config.lake.root, *names[1:]),
             contract=read.contract,
-            rows=good_df,  # already the table's columns in order (see _frames)
-            # Only objects the ledger knows as live can have rows to replace; others append.
-            replace_keys=[r["key"] for r, _ in states if r["_l_state"] == ledger.LEDGER_LIVE],
+            rows=None if isinstance(good, pa.Table) else good,  # the table's columns in order
+            arrow=good if isinstance(good, pa.Table) else None,
+            replace_keys=_replace_keys(states),
             row_count=read.checked.num_rows - read.bad_rows,
             quarantine=rejected,
         )
@@ -230,6 +241,19 @@ class Planner:
             F.lit(batch_id).cast("bigint").alias("_batch_id"),
         ]
         return self.staging.frame(self.spark, table, columns, label=f"batch{batch_id}", extra=ingest)
+
+
+def _replace_keys(states: Sequence[tuple[Row, str]]) -> list[str]:
+    """Keys whose rows a change must replace: only objects the ledger knows as live can have rows."""
+    return [row["key"] for row, _ in states if row["_l_state"] == ledger.LEDGER_LIVE]
+
+
+def _with_ingest(rows: pa.Table, batch_id: int) -> pa.Table:
+    """``rows`` with ``_ingest_time`` (now) and ``_batch_id`` appended, as the Spark path adds them."""
+    now = datetime.now(UTC)
+    count = rows.num_rows
+    rows = rows.append_column("_ingest_time", pa.array([now] * count, pa.timestamp("us", tz="UTC")))
+    return rows.append_column("_batch_id", pa.array([batch_id] * count, pa.int64()))
 
 
 def _columns(contract: DatasetContract, zone: str) -> list[str]:

@@ -1,0 +1,199 @@
+"""Metadata-only appends: data files written from Arrow, one FastAppend, read back by Spark and pyiceberg."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from jobs.contracts import DatasetContract
+from jobs.silver.commit import TableChange, commit_change
+from jobs.silver.fastappend import parquet_compression, supports, write_via_file_io
+from jobs.silver.snapshots import SNAPSHOT_BATCH_ID, SNAPSHOT_QUERY_ID, jvm_of
+from jobs.storage import silver_location, silver_table_name
+from tests.silver.test_silver import BUCKET, ORDERS, QUERY, SCHEMA, read_table
+from tests.silver.test_silver import change as df_change
+from tests.silver.test_silver import row as df_row
+
+pytestmark = pytest.mark.spark
+
+UTC = dt.UTC
+ARROW = pa.schema(
+    [
+        ("order_id", pa.int64()),
+        ("customer_id", pa.string()),
+        ("amount", pa.decimal128(12, 2)),
+        ("order_ts", pa.timestamp("us", tz="UTC")),
+        ("_rescued", pa.string()),
+        ("_source_bucket", pa.string()),
+        ("_source_key", pa.string()),
+        ("_source_version_id", pa.string()),
+        ("_source_etag", pa.string()),
+        ("_source_sequencer", pa.string()),
+        ("_event_time", pa.timestamp("us", tz="UTC")),
+        ("_ingest_time", pa.timestamp("us", tz="UTC")),
+        ("_batch_id", pa.int64()),
+    ]
+)
+EVENT = dt.datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
+
+
+def rows(specs: list[tuple[int, dt.datetime | None, str]]) -> pa.Table:
+    """Rows of (order_id, order_ts, source key)."""
+    records = [
+        {
+            "order_id": oid, "customer_id": f"c{oid}", "amount": Decimal("1.10") * oid, "order_ts": ts,
+            "_rescued": None, "_source_bucket": BUCKET, "_source_key": key, "_source_version_id": "v1",
+            "_source_etag": "e", "_source_sequencer": "00A1", "_event_time": EVENT, "_ingest_time": EVENT,
+            "_batch_id": 7,
+        }
+        for oid, ts, key in specs
+    ]  # fmt: skip
+    return pa.Table.from_pylist(records, schema=ARROW)
+
+
+def arrow_change(tenant: str, table: pa.Table) -> TableChange:
+    return TableChange(
+        table=silver_table_name("silverline", BUCKET, tenant, "orders"),
+        location=silver_location("file:///unused/", BUCKET, tenant, "orders"),
+        contract=ORDERS,
+        rows=None,
+        replace_keys=[],
+        arrow=table,
+    )
+
+
+def data_files(spark: Any, table: str) -> list[Any]:
+    return spark.sql(
+        f"SELECT partition, record_count, file_path, lower_bounds, upper_bounds FROM {table}.files"
+    ).collect()
+
+
+def test_appended_files_follow_the_partition_spec_and_read_back_exactly(spark: Any, spark_lake: Path) -> None:
+    day = dt.datetime(2024, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)
+    before_1970 = dt.datetime(1969, 12, 31, 23, 0, tzinfo=UTC)
+    table = rows(
+        [(1, day, "t/raw/orders/a.csv"), (2, day + dt.timedelta(microseconds=1), "t/raw/orders/a.csv"),
+         (3, None, "t/raw/orders/b.csv"), (4, before_1970, "t/raw/orders/b.csv"),
+         (5, day, "t/raw/orders/b.csv")]
+    )  # fmt: skip
+    change = arrow_change("fast-days", table)
+    result = commit_change(spark, change, batch_id=7, query_id=QUERY)
+
+    assert (result.status, result.rows_written) == ("committed", 5)
+    files = data_files(spark, change.table)
+    by_day = {str(f["partition"]["order_ts_day"]): f["record_count"] for f in files}
+    assert by_day == {"2024-03-01": 2, "2024-03-02": 1, "None": 1, "1969-12-31": 1}
+    assert all("/data/order_ts_day=" in f["file_path"] for f in files)
+    assert all(f["lower_bounds"] for f in files)  # Iceberg read each footer's column metrics
+    # Spark prunes by those partitions and metrics: only the one row of 2 March.
+    march_2 = spark.sql(f"SELECT order_id FROM {change.table} WHERE order_ts >= '2024-03-02'").collect()
+    assert [r["order_id"] for r in march_2] == [2]
+    # pyiceberg, reading the metadata alone, gets every value back as written.
+    back = read_table(spark_lake, "fast-days").scan().to_arrow().sort_by("order_id")
+    assert back.select(ARROW.names).cast(ARROW).to_pylist() == table.to_pylist()
+    snapshot = read_table(spark_lake, "fast-days").current_snapshot()
+    assert snapshot is not None and snapshot.summary is not None
+    assert snapshot.summary[SNAPSHOT_BATCH_ID] == "7" and snapshot.summary[SNAPSHOT_QUERY_ID] == QUERY
+
+
+def test_a_replayed_fast_append_is_skipped_and_a_later_merge_replaces_its_rows(spark: Any) -> None:
+    first = arrow_change(
+        "fast-replay", rows([(1, EVENT, "t/raw/orders/a.csv"), (2, EVENT, "t/raw/orders/b.csv")])
+    )
+    assert commit_change(spark, first, batch_id=3, query_id=QUERY).status == "committed"
+    again = commit_change(spark, first, batch_id=3, query_id=QUERY)
+    assert (again.status, again.rows_written) == ("skipped_replay", 2)
+    # An overwrite of a.csv goes through MERGE: it deletes the fast-appended row of a.csv.
+    replaced = commit_change(
+        spark,
+        df_change(spark, "fast-replay", [df_row(10, "t/raw/orders/a.csv")], ["t/raw/orders/a.csv"]),
+        batch_id=4,
+        query_id=QUERY,
+    )
+    assert replaced.status == "committed"
+    left = spark.sql(f"SELECT order_id, _source_key FROM {first.table} ORDER BY order_id").collect()
+    assert [(r["order_id"], r["_source_key"]) for r in left] == [
+        (2, "t/raw/orders/b.csv"),
+        (10, "t/raw/orders/a.csv"),
+    ]
+
+
+def test_a_fast_append_into_a_table_of_other_partitions_and_a_missing_column_is_refused(spark: Any) -> None:
+    hourly = DatasetContract.model_validate(
+        {
+            "name": "orders",
+            "format": "csv",
+            "columns": [
+                {"name": "order_id", "type": "bigint"},
+                {"name": "order_ts", "type": "timestamp"},
+                {"name": "snapshot_date", "type": "date"},
+            ],
+            "partition_by": ["hours(order_ts)", "snapshot_date"],
+        }
+    )
+    name = silver_table_name("silverline", BUCKET, "fast-hours", "orders")
+    spark.sql(
+        f"CREATE TABLE {name} (order_id bigint, order_ts timestamp, snapshot_date date, _batch_id bigint) "
+        "USING iceberg PARTITIONED BY (hours(order_ts), snapshot_date)"
+    )
+    ts = dt.datetime(2024, 3, 1, 10, 30, tzinfo=UTC)
+    table = pa.table(
+        {
+            "order_id": pa.array([1, 2, 3], pa.int64()),
+            "order_ts": pa.array([ts, ts + dt.timedelta(hours=1), ts], pa.timestamp("us", tz="UTC")),
+            "snapshot_date": pa.array([dt.date(2024, 3, 1), dt.date(2024, 3, 1), None], pa.date32()),
+            "_batch_id": pa.array([1, 1, 1], pa.int64()),
+        }
+    )
+    change = TableChange(
+        table=name, location="file:///unused/", contract=hourly, rows=None, replace_keys=[], arrow=table
+    )
+    assert commit_change(spark, change, batch_id=1, query_id=QUERY).status == "committed"
+    parts = {
+        (f["partition"]["order_ts_hour"], str(f["partition"]["snapshot_date"])): f["record_count"]
+        for f in data_files(spark, name)
+    }
+    hour = int(ts.timestamp() // 3600)
+    assert parts == {(hour, "2024-03-01"): 1, (hour + 1, "2024-03-01"): 1, (hour, "None"): 1}
+    stray = TableChange(
+        table=name,
+        location="file:///unused/",
+        contract=hourly,
+        rows=None,
+        replace_keys=[],
+        arrow=table.append_column("not_in_table", pa.array(["x"] * 3)),
+    )
+    with pytest.raises(ValueError, match="no column 'not_in_table'"):  # named; nothing committed
+        commit_change(spark, stray, batch_id=2, query_id=QUERY)
+    assert spark.sql(f"SELECT count(*) AS n FROM {name}").first()["n"] == 3
+
+
+def test_only_supported_contracts_take_the_fast_path_and_changes_hold_one_kind_of_rows(spark: Any) -> None:
+    assert supports(ORDERS)
+    for partition_by in (["bucket(16, order_id)"], ["months(order_ts)"], ["order_ts"], ["amount"]):
+        contract = ORDERS.model_copy(update={"partition_by": tuple(partition_by)})
+        assert not supports(contract), partition_by
+    with pytest.raises(ValueError, match="not both"):
+        TableChange(table="t", location="l", contract=ORDERS, rows=None, replace_keys=[])
+    with pytest.raises(ValueError, match="only for plain silver appends"):
+        TableChange(table="t", location="l", contract=ORDERS, rows=None, replace_keys=["k"], arrow=rows([]))
+    assert SCHEMA  # the DataFrame path's schema is the same table's
+    codec = "write.parquet.compression-codec"
+    assert (parquet_compression({}), parquet_compression({codec: "UNCOMPRESSED"})) == ("zstd", "none")
+    with pytest.raises(ValueError, match="no-such-codec"):  # as the table's own writers would fail
+        parquet_compression({codec: "no-such-codec"})
+
+
+def test_the_table_file_io_writes_what_it_is_given(spark: Any, tmp_path: Path) -> None:
+    name = silver_table_name("silverline", BUCKET, "fast-io", "orders")
+    spark.sql(f"CREATE TABLE {name} (x int) USING iceberg")
+    iceberg = jvm_of(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, name)
+    data = bytes(range(256)) * 40_000  # 10 MB: more than one chunk through the gateway
+    target = tmp_path / "sub" / "blob.bin"
+    write_via_file_io(iceberg, target.as_uri(), data)
+    assert target.read_bytes() == data
