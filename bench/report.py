@@ -288,6 +288,28 @@ def section_judge(results: Path, plots: list[str]) -> str:
     return "\n\n".join(out)
 
 
+def section_appends(results: Path, plots: list[str]) -> str:
+    """(h) Plain appends: Spark's writer against the metadata-only FastAppend."""
+    out = ["## (h) Plain appends: Spark's writer against a metadata-only FastAppend"]
+    paths = load(results, "append_paths")
+    if not paths:
+        return out[0] + "\n\nNot run yet."
+    out.append(provenance(paths))
+    out.append(
+        f"One object's {paths['rows_per_table']} rows appended to each of {paths['tables']} existing tenant "
+        f"tables per round, {paths['threads']} commit threads, `{paths['master']}`, the two paths "
+        "alternating in one session after one warm-up round each. `spark`: staged Parquet, Spark's "
+        "Iceberg writer. `fast`: data files written from Arrow, one FastAppend per table (issue #22, item 2)."
+    )
+    rows = [
+        [name, x["round_median_seconds"], x["per_table_seconds"], x["warmup_seconds"]]
+        for name, x in paths["paths"].items()
+    ]
+    out.append(table(["path", "round median s", "per table s", "warm-up round s"], rows))
+    out.append(f"Spark's writer / FastAppend: {paths['spark_over_fast']}x.")
+    return "\n\n".join(out)
+
+
 def plot_bars(name: str, title: str, values: dict[str, float], results: Path) -> str:
     """A bar chart; returns the file name."""
 
@@ -345,6 +367,7 @@ SECTIONS: tuple[Callable[[Path, list[str]], str], ...] = (
     section_baseline,
     section_parse,
     section_judge,
+    section_appends,
 )
 
 
