@@ -139,7 +139,14 @@ def main() -> None:
             for path in ("spark", "fast"):
                 batch_id += 1
                 seconds = one_round(
-                    spark, config, contract, tenants, path, batch_id=batch_id, rows=args.rows, threads=args.threads
+                    spark,
+                    config,
+                    contract,
+                    tenants,
+                    path,
+                    batch_id=batch_id,
+                    rows=args.rows,
+                    threads=args.threads,
                 )
                 print(f"round {run} {path}: {seconds:.2f} s", flush=True)
                 if run == 0:

@@ -131,6 +131,12 @@ class StreamConfig(_Section):
         description="Bronze bytes per micro-batch; needs bridge.flush_max_bytes (see files_per_trigger)",
     )
     watermark_delay: str = Field(default="10 minutes", description="Dedupe state kept this long")
+    overlap_backlog: int | None = Field(
+        default=1000,
+        ge=1,
+        description="available-now: with at least this many messages queued at start, process what "
+        "has landed while the bridge drains the rest (rounds of available-now); null: drain first",
+    )
     commit_threads: int = Field(default=4, ge=1, le=64)
     read_threads: int = Field(default=8, ge=1, le=128)
     max_attempts: int = Field(default=3, ge=1, description="Failed commits per object before parking")

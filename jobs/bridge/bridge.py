@@ -261,6 +261,19 @@ class SqsBridge:
             snapshot = self.stop()
         return snapshot
 
+    def landed(self) -> int:
+        """Messages landed in bronze since the bridge started."""
+        return self.metrics().landed
+
+    def backlog(self) -> int:
+        """Messages in the queue now (visible, in flight and delayed), as SQS approximates them.
+
+        Raises:
+            botocore.exceptions.BotoCoreError: SQS cannot be reached.
+            botocore.exceptions.ClientError: SQS refused the call.
+        """
+        return queue_backlog(self._sqs, self._queue_url)
+
     def metrics(self) -> MetricsSnapshot:
         """A snapshot of the counters (for the stream's batch metrics).
 

@@ -1,7 +1,9 @@
 """``silverline stream``: run the SQS bridge and the ingest query together.
 
 ``available-now`` drains the queue into bronze, processes everything landed,
-commits and exits 0 (scheduled catch-up runs, tests). ``interval=<N>s`` runs
+commits and exits 0 (scheduled catch-up runs, tests); past ``stream.overlap_backlog``
+queued messages it processes what has landed while the drain goes on
+(:mod:`jobs.stream.overlap`). ``interval=<N>s`` runs
 until SIGTERM/SIGINT, which stop it between micro-batches.
 """
 
@@ -116,6 +118,22 @@ class _Stopwatch:
         return f"{total:.1f} s (" + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self._laps) + ")"
 
 
+def _long_backlog(bridge: Any, config: SilverlineConfig) -> bool:
+    """Whether the queue holds at least ``stream.overlap_backlog`` messages now (see jobs.stream.overlap)."""
+    threshold = config.stream.overlap_backlog
+    if threshold is None:
+        return False
+    try:
+        backlog = int(bridge.backlog())
+    except Exception as exc:  # SQS unreachable now: drain first, as the bridge retries it
+        log.info("queue backlog unknown (%s): draining before processing", exc)
+        return False
+    if backlog >= threshold:
+        log.info("%d messages queued (at least %d): processing while the bridge drains", backlog, threshold)
+        return True
+    return False
+
+
 def _s3_client(config: SilverlineConfig) -> Any:
     if not config.objects_root.startswith("s3:"):
         return None
@@ -165,6 +183,7 @@ def run_ingest(
     from jobs.stream.microbatch import BatchWriter
     from jobs.stream.notify import notifier_for
     from jobs.stream.ops import MetricsSink, ensure_ops_tables, ops_table
+    from jobs.stream.overlap import run_overlapped
     from jobs.stream.query import ProgressRecorder, checkpoint_uri, failure_message, start_query
 
     damaged = None if reset_checkpoint else checkpoint_problem(checkpoint_uri(config))
@@ -225,18 +244,26 @@ def run_ingest(
         try:
             lease.start_heartbeat()
             writer.take_over()
-            if bridge is not None and available_now:
-                log.info("draining %s into bronze", config.sqs.queue_url)
-                bridge.run_until_empty()
-            elif bridge is not None:
-                bridge.start()
-            query = start_query(spark, config, writer, reset_checkpoint=reset_checkpoint)
             recorder = ProgressRecorder(spark, ops_table(config, "stream_progress"))
             retries = RetryScheduler(writer, config.stream.retry_interval_seconds, lease)
-            watcher = StopWatcher(config) if not available_now else None
-            _wait(query, stop, recorder, bridge, retries, long_running=not available_now, watcher=watcher)
-            if bridge is not None and not available_now:
-                bridge.stop()
+            if bridge is not None and available_now and _long_backlog(bridge, config):
+                query = run_overlapped(
+                    bridge,
+                    lambda n: start_query(spark, config, writer, reset_checkpoint=reset_checkpoint and not n),
+                    lambda q: _wait(q, stop, recorder, bridge, retries, long_running=False),
+                    stop,
+                )
+            else:
+                if bridge is not None and available_now:
+                    log.info("draining %s into bronze", config.sqs.queue_url)
+                    bridge.run_until_empty()
+                elif bridge is not None:
+                    bridge.start()
+                query = start_query(spark, config, writer, reset_checkpoint=reset_checkpoint)
+                watcher = StopWatcher(config) if not available_now else None
+                _wait(query, stop, recorder, bridge, retries, long_running=not available_now, watcher=watcher)
+                if bridge is not None and not available_now:
+                    bridge.stop()
             if available_now and query.exception() is None:
                 retries.drain(str(query.id), config.stream.max_attempts, stop)
             if writer.notifier is not None:

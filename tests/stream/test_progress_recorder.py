@@ -34,7 +34,7 @@ def test_a_trigger_without_input_writes_nothing_and_costs_no_spark_job() -> None
     recorder = ProgressRecorder(NoSpark(), "t")  # type: ignore[arg-type]
     # An available-now run with nothing new, and a restarted query reporting its last batch again.
     assert recorder.record(FakeQuery([progress(0, 0), progress(7, 0)])) == 0  # type: ignore[arg-type]
-    assert recorder.recorded == {0, 7}
+    assert recorder.recorded == set()
     assert recorder.record(FakeQuery([progress(0, 0), progress(7, 0)])) == 0  # type: ignore[arg-type]
 
 
@@ -56,4 +56,9 @@ def test_a_batch_with_input_or_drops_is_written() -> None:
     query = FakeQuery([progress(1, 5), progress(2, 0), progress(3, 0, dropped=2)])
     assert recorder.record(query) == 2  # type: ignore[arg-type]
     assert written == ["(1, 'q-1', 5, 0, 0)", "(3, 'q-1', 0, 2, 0)"]
-    assert recorder.recorded == {1, 2, 3}
+    assert recorder.recorded == {1, 3}
+    # A restarted query (an available-now round over the same checkpoint) runs batch 2 with
+    # input after a trigger reported batch 2 empty: its drops are recorded, not skipped.
+    assert recorder.record(FakeQuery([progress(2, 4, dropped=1)])) == 1  # type: ignore[arg-type]
+    assert written[-1] == "(2, 'q-1', 4, 1, 0)"
+    assert recorder.record(FakeQuery([progress(2, 4, dropped=1)])) == 0  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 
 from tests import streamkit as kit
 from tests.lakegen import Lake
@@ -108,9 +110,17 @@ def test_overwrite_race_duplicates_and_deletes_converge_to_the_oracle(setup: dic
     build_overwrite_race(lake)
     bodies = lake.shuffled_with_duplicates(0.4)
     kit.send_all(setup["endpoint"], setup["queue"], bodies)
+    # Past stream.overlap_backlog messages, available-now rounds process what has landed
+    # while the bridge drains the rest (jobs.stream.overlap): the same outcome is required.
+    overlapped = setup["config"].with_name("overlapped.yaml")
+    settings = yaml.safe_load(setup["config"].read_text(encoding="utf-8"))
+    settings["stream"]["overlap_backlog"] = 1
+    overlapped.write_text(yaml.safe_dump(settings), encoding="utf-8")
 
-    done = kit.run_job(setup["config"], "--trigger", "available-now")
+    done = kit.run_job(overlapped, "--trigger", "available-now")
     assert done.returncode == 0, done.stderr[-4000:]
+    assert f"{len(bodies)} messages queued (at least 1): processing while the bridge drains" in done.stderr
+    assert re.search(r"backlog processed in \d+ rounds", done.stderr), done.stderr[-4000:]
 
     assert_silver_matches_oracle(setup["lake_dir"], lake)
     rows = metrics(setup["lake_dir"])
