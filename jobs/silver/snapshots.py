@@ -136,3 +136,22 @@ def current_snapshot_id(spark: SparkSession, table: str) -> int | None:
     iceberg.refresh()
     snapshot = iceberg.currentSnapshot()
     return None if snapshot is None else int(snapshot.snapshotId())
+
+
+def holds_no_rows(spark: SparkSession, table: str) -> bool:
+    """Whether a table certainly has no rows, from its current snapshot's summary (no Spark job).
+
+    ``total-records`` counts the rows of the live data files, before any delete file is
+    applied: 0 means empty, anything else means "count to know".
+
+    Args:
+        spark: The session.
+        table: The table identifier.
+
+    Returns:
+        True when the table has no snapshot or its current one holds no data rows.
+    """
+    iceberg = jvm_of(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
+    iceberg.refresh()
+    snapshot = iceberg.currentSnapshot()
+    return snapshot is None or snapshot.summary().get("total-records") == "0"

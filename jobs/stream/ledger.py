@@ -14,8 +14,10 @@ the later event time (R4).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
@@ -175,19 +177,27 @@ def judge_events(events_df: DataFrame, ledger_df: DataFrame, parked_df: DataFram
 
 
 def update_ledger(
-    spark: SparkSession, ledger_table: str, updates_df: DataFrame, *, all_new: bool = False
+    spark: SparkSession, ledger_table: str, rows: Sequence[tuple[Any, ...]], *, all_new: bool = False
 ) -> None:
     """Upsert the applied objects' new state into the ledger in one commit.
 
     Args:
         spark: The session.
         ledger_table: Fully qualified ledger table.
-        updates_df: One row per object with the ledger's columns.
-        all_new: No object has a ledger row yet: append instead of MERGE (no scan).
+        rows: One row per object, the ledger's columns in table order
+            (:data:`jobs.stream.intents.LEDGER_FIELDS`).
+        all_new: No object has a ledger row yet: a metadata-only append of the rows
+            (:mod:`jobs.silver.fastappend`: no scan, no Spark job) instead of a MERGE.
     """
+    from jobs.silver.fastappend import append_arrow
+    from jobs.stream.intents import LEDGER_FIELDS
+
     if all_new:
-        retry_on_conflict(lambda: updates_df.writeTo(ledger_table).append(), ledger_table)
+        columns = {name: [row[i] for row in rows] for i, name in enumerate(LEDGER_FIELDS)}
+        table = pa.table(columns)
+        retry_on_conflict(lambda: append_arrow(spark, ledger_table, table, {}), ledger_table)
         return
+    updates_df = spark.createDataFrame(list(rows), schema=spark.table(ledger_table).schema)
     view = "_silverline_ledger_updates"
     updates_df.createOrReplaceTempView(view)
     statement = f"""MERGE INTO {ledger_table} l USING {view} u

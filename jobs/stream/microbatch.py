@@ -21,7 +21,7 @@ from jobs.contracts import DatasetContract
 from jobs.objects.reader import ObjectReader
 from jobs.quality.suites import expectations_dir
 from jobs.silver.commit import CommitResult, commit_changes
-from jobs.silver.snapshots import current_snapshot_id, find_batch_snapshot
+from jobs.silver.snapshots import current_snapshot_id, find_batch_snapshot, holds_no_rows
 from jobs.stream import ledger
 from jobs.stream.accounting import BatchCounts, freshness_percentiles
 from jobs.stream.handoff import RequestInbox
@@ -198,14 +198,17 @@ class BatchWriter:
         if batch_df is not None:  # reading bronze, parsing, the watermark dedupe (the query's own work)
             counts.phase_seconds["source"] = round(source_seconds, 3)
         with counts.phase("parse"):
-            retry = self.spark.table(ops_table(self.config, "retry")).select(*EVENT_FIELDS, "attempts")
+            retry_table = ops_table(self.config, "retry")
+            retry = self.spark.table(retry_table).select(*EVENT_FIELDS, "attempts")
             released = self._released_tenants()
             if released:
                 retry = retry.unionByName(self.ops.held_events(released, RELEASABLE))
             if requests:
                 log.info("taking %d request files handed over by backfill/replay runs", len(requests))
                 retry = retry.unionByName(self.inbox.frame(self.spark, requests))
-            counts.retried_in = retry.count()
+            # Usually nothing waits: the retry table's snapshot says so without a Spark job.
+            nothing_waits = not released and not requests and holds_no_rows(self.spark, retry_table)
+            counts.retried_in = 0 if nothing_waits else retry.count()
             events = self._records(batch_df, batch_id, counts) if batch_df is not None else None
         if counts.records_in == 0 and counts.retried_in == 0:
             return counts  # a no-data batch (Spark advancing the watermark): nothing to record
@@ -277,7 +280,7 @@ class BatchWriter:
     def _write_ledger(self, rows: Sequence[tuple[Any, ...]], *, all_new: bool = False) -> None:
         """Upsert ledger rows (``all_new``: no object has one yet, so an append)."""
         ledger_table = ops_table(self.config, "ledger")
-        ledger.update_ledger(self.spark, ledger_table, self.ops.ledger_df(list(rows)), all_new=all_new)
+        ledger.update_ledger(self.spark, ledger_table, rows, all_new=all_new)
 
     def _released_tenants(self) -> list[str]:
         """Active tenants with held events: those events re-enter in this batch."""

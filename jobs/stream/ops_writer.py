@@ -61,12 +61,6 @@ class OpsWriter:
         # batch id), so a new query (--reset-checkpoint) never replaces an old one's rows.
         self.query_id = "unknown"
 
-    def ledger_df(self, rows: list[tuple[Any, ...]]) -> DataFrame:
-        """Ledger rows as a DataFrame in the ledger table's schema."""
-        return self.spark.createDataFrame(
-            rows, schema=self.spark.table(ops_table(self.config, "ledger")).schema
-        )
-
     def rewrite_retry(
         self,
         failed: list[tuple[Row, str]],

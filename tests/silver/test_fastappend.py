@@ -13,7 +13,7 @@ import pytest
 from jobs.contracts import DatasetContract
 from jobs.silver.commit import TableChange, commit_change
 from jobs.silver.fastappend import parquet_compression, supports, write_via_file_io
-from jobs.silver.snapshots import SNAPSHOT_BATCH_ID, SNAPSHOT_QUERY_ID, jvm_of
+from jobs.silver.snapshots import SNAPSHOT_BATCH_ID, SNAPSHOT_QUERY_ID, holds_no_rows, jvm_of
 from jobs.storage import silver_location, silver_table_name
 from tests.silver.test_silver import BUCKET, ORDERS, QUERY, SCHEMA, read_table
 from tests.silver.test_silver import change as df_change
@@ -197,3 +197,21 @@ def test_the_table_file_io_writes_what_it_is_given(spark: Any, tmp_path: Path) -
     target = tmp_path / "sub" / "blob.bin"
     write_via_file_io(iceberg, target.as_uri(), data)
     assert target.read_bytes() == data
+
+
+def test_an_empty_table_is_known_from_its_snapshot_summary(spark: Any) -> None:
+    from pyspark.sql import functions as F
+
+    name = silver_table_name("silverline", BUCKET, "summary-empty", "retry")
+    spark.sql(
+        f"CREATE TABLE {name} (x int) USING iceberg TBLPROPERTIES ('format-version'='2', "
+        "'write.delete.mode'='merge-on-read')"
+    )
+    assert holds_no_rows(spark, name)  # no snapshot yet
+    spark.sql(f"INSERT INTO {name} VALUES (1), (2)")
+    assert not holds_no_rows(spark, name)
+    spark.sql(f"DELETE FROM {name} WHERE x = 1")  # a delete file: the data file still counts
+    assert not holds_no_rows(spark, name)
+    spark.table(name).limit(0).writeTo(name).overwrite(F.lit(True))  # as the retry table is emptied
+    assert holds_no_rows(spark, name)
+    assert spark.table(name).count() == 0
