@@ -21,6 +21,7 @@ from jobs.contracts import DatasetContract
 from jobs.objects.reader import ObjectReader
 from jobs.quality.suites import expectations_dir
 from jobs.silver.commit import CommitResult, commit_changes
+from jobs.silver.conflicts import retry_on_conflict
 from jobs.silver.snapshots import current_snapshot_id, find_batch_snapshot, holds_no_rows
 from jobs.stream import ledger
 from jobs.stream.accounting import BatchCounts, freshness_percentiles
@@ -199,6 +200,7 @@ class BatchWriter:
             counts.phase_seconds["source"] = round(source_seconds, 3)
         with counts.phase("parse"):
             retry_table = ops_table(self.config, "retry")
+            self._forget_cached(retry_table, ops_table(self.config, "held"))
             retry = self.spark.table(retry_table).select(*EVENT_FIELDS, "attempts")
             released = self._released_tenants()
             if released:
@@ -262,6 +264,16 @@ class BatchWriter:
         self.ops.write_metrics(counts)  # 9
         return counts
 
+    def _forget_cached(self, *tables: str) -> None:
+        """Read these ops tables from their newest metadata from now on.
+
+        The session's Iceberg catalog caches tables: a batch that planned a read from a
+        cached snapshot which ``silverline maintain`` has since expired (another process)
+        would open manifests that are gone.
+        """
+        for table in tables:
+            self.spark.catalog.refreshTable(table)
+
     def _check_lease(self, batch_id: int) -> None:
         """Abort the batch when another process took the writer lease over (R6)."""
         if self.lease is not None and not self.lease.verify():
@@ -318,10 +330,16 @@ class BatchWriter:
 
     def _judge_and_admit(self, events: DataFrame, counts: BatchCounts) -> Admission:
         """Judge the events against the ledger; the winners pass the tenant gate."""
-        ledger_df = self.spark.table(ops_table(self.config, "ledger"))
-        parked_df = self.spark.table(ops_table(self.config, "parked"))
+        names = (ops_table(self.config, "ledger"), ops_table(self.config, "parked"))
+
+        def judge() -> list[Row]:
+            self._forget_cached(*names)
+            ledger_df, parked_df = (self.spark.table(name) for name in names)
+            return ledger.judge_events(events, ledger_df, parked_df).collect()
+
         winners: list[Row] = []
-        for row in ledger.judge_events(events, ledger_df, parked_df).collect():
+        # A snapshot that maintenance expired while the judge planned from it: plan again.
+        for row in retry_on_conflict(judge, "the ledger"):
             if row["verdict"] != ledger.APPLY:
                 counts.add(row["verdict"], 1, tenant=row["tenant"], dataset=row["dataset"])
             else:

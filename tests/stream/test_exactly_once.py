@@ -224,3 +224,42 @@ def test_ops_rows_of_a_new_query_never_replace_the_old_querys_rows_of_the_same_b
     for name in ("held", "quarantine"):
         rows = sorted((r["query_id"], r["key"]) for r in harness.ops_rows(name))
         assert rows == [("query-new", "acme/raw/orders/new.csv"), ("query-old", "acme/raw/orders/old.csv")]
+
+
+def test_a_batch_reads_the_ledger_maintenance_rewrote_and_expired_in_another_process(
+    harness: Harness,
+) -> None:
+    """The session caches tables: a ledger snapshot another process expired must not be read."""
+    from datetime import UTC, datetime
+
+    from jobs.session import catalog_settings
+
+    spark, config = harness.spark, harness.config
+    lake = harness.lake
+    writer = harness.writer("query-1")
+    lake.put("acme", "orders", "a.csv", rows=2, tag=31)
+    writer(harness.batch(lake.messages), 0)
+    lake.put("acme", "orders", "b.csv", rows=2, tag=32)
+    writer(harness.batch(lake.messages[-1:]), 1)  # the ledger now has two data files
+
+    # "Another process": a second catalog on the same warehouse, as `silverline maintain` has.
+    ops = ops_table(config, "ledger").split(".")[0].strip("`")
+    other = f"{ops}_maint"
+    prefix = f"spark.sql.catalog.{ops}"
+    for key, value in catalog_settings(config).items():
+        if key == prefix or key.startswith(prefix + "."):
+            spark.conf.set(f"spark.sql.catalog.{other}{key[len(prefix) :]}", value)
+    table = ".".join(ops_table(config, "ledger").split(".")[1:]).replace("`", "")
+    spark.sql(
+        f"CALL {other}.system.rewrite_data_files(table => '{table}', options => map('min-input-files', '2'))"
+    )
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    spark.sql(
+        f"CALL {other}.system.expire_snapshots(table => '{table}', older_than => TIMESTAMP '{now}', retain_last => 1)"
+    )
+
+    lake.put("acme", "orders", "c.csv", rows=2, tag=33)
+    writer(harness.batch(lake.messages[-1:]), 2)  # judged against the ledger the other catalog rewrote
+
+    assert harness.silver("acme") == lake.expected_rows("acme", "orders")
+    assert set(harness.ledger_keys()) == {f"acme/raw/orders/{n}.csv" for n in "abc"}
