@@ -22,6 +22,8 @@ from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
 from jobs.silver.conflicts import retry_on_conflict
+from jobs.silver.fastappend import append_arrow
+from jobs.stream.intents import LEDGER_FIELDS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -189,9 +191,6 @@ def update_ledger(
         all_new: No object has a ledger row yet: a metadata-only append of the rows
             (:mod:`jobs.silver.fastappend`: no scan, no Spark job) instead of a MERGE.
     """
-    from jobs.silver.fastappend import append_arrow
-    from jobs.stream.intents import LEDGER_FIELDS
-
     if all_new:
         columns = {name: [row[i] for row in rows] for i, name in enumerate(LEDGER_FIELDS)}
         table = pa.table(columns)
