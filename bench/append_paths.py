@@ -38,11 +38,10 @@ def arrow_rows(tenant: str, rows: int, batch_id: int, contract: Any) -> Any:
     """``rows`` silver rows of one object of ``tenant`` (the orders contract)."""
     import pyarrow as pa
 
+    from jobs.objects.formats import arrow_type
     from jobs.silver.commit import silver_columns
-    from jobs.silver.fastappend import arrow_type
 
     when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    spark_to_iceberg = {"bigint": "long", "timestamp": "timestamptz", "int": "int"}
     values = {
         "order_id": list(range(rows)),
         "customer_id": [f"c{i % 17}" for i in range(rows)],
@@ -57,7 +56,7 @@ def arrow_rows(tenant: str, rows: int, batch_id: int, contract: Any) -> Any:
     }
     columns = {}
     for name, kind in silver_columns(contract):
-        arrow = arrow_type(spark_to_iceberg.get(kind, kind))
+        arrow = arrow_type(kind)
         columns[name] = pa.array(values.get(name, [None] * rows), arrow)
     return pa.table(columns)
 

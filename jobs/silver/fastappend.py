@@ -33,6 +33,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.contracts import DatasetContract
+from jobs.objects import formats
 from jobs.silver.snapshots import jvm_of
 
 if TYPE_CHECKING:
@@ -135,33 +136,20 @@ def _with_field_ids(rows: pa.Table, schema: Any, table: str) -> pa.Table:
     )
 
 
-_ARROW_TYPES = {
-    "boolean": pa.bool_(),
-    "int": pa.int32(),
-    "long": pa.int64(),
-    "float": pa.float32(),
-    "double": pa.float64(),
-    "date": pa.date32(),
-    "string": pa.string(),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
-    "timestamp": pa.timestamp("us"),
-    "binary": pa.binary(),
-}
-_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+# Iceberg's type names (``Type.toString()``) where the contracts' Spark SQL names differ. A
+# timestamp without zone maps to Spark's ``timestamp_ntz``, which no contract declares (refused).
+_SPARK_NAMES = {"long": "bigint", "timestamptz": "timestamp", "timestamp": "timestamp_ntz"}
 
 
 def arrow_type(iceberg_type: str) -> pa.DataType:
-    """The Arrow type Iceberg reads back for a primitive type (``Type.toString()``).
+    """The Arrow type of a column of a silver table (an Iceberg primitive type, ``Type.toString()``).
+
+    The same types the reader produces (:func:`jobs.objects.formats.arrow_type`).
 
     Raises:
-        ValueError: A nested or unknown type.
+        ValueError: A type no contract declares.
     """
-    if iceberg_type in _ARROW_TYPES:
-        return _ARROW_TYPES[iceberg_type]
-    decimal = _DECIMAL.match(iceberg_type)
-    if decimal:
-        return pa.decimal128(int(decimal.group(1)), int(decimal.group(2)))
-    raise ValueError(f"unsupported column type for a fast append: {iceberg_type}")
+    return formats.arrow_type(_SPARK_NAMES.get(iceberg_type, iceberg_type))
 
 
 def _partitions(rows: pa.Table, schema: Any, spec: Any) -> list[tuple[list[str | None] | None, pa.Table]]:
