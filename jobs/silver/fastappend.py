@@ -34,7 +34,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.contracts import DatasetContract
 from jobs.objects import formats
-from jobs.silver.snapshots import jvm_of
+from jobs.silver.snapshots import jvm_of, load_table
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -91,8 +91,7 @@ def append_arrow(spark: SparkSession, table: str, rows: pa.Table, properties: Ma
             transform this module does not compute.
     """
     jvm = jvm_of(spark)
-    iceberg = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
-    iceberg.refresh()
+    iceberg = load_table(spark, table)
     schema, spec = iceberg.schema(), iceberg.spec()
     typed = _with_field_ids(rows, schema, table)
     compression = parquet_compression(iceberg.properties())

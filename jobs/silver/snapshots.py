@@ -34,6 +34,13 @@ def jvm_of(spark: SparkSession) -> Any:
     return jvm
 
 
+def load_table(spark: SparkSession, table: str) -> Any:
+    """The Iceberg ``Table`` behind a Spark table name, refreshed to its newest metadata (py4j)."""
+    iceberg = jvm_of(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
+    iceberg.refresh()
+    return iceberg
+
+
 @dataclass(frozen=True)
 class BatchSnapshot:
     """A snapshot committed by one micro-batch."""
@@ -60,8 +67,7 @@ def find_batch_snapshot(
     Returns:
         The snapshot, or None.
     """
-    iceberg = jvm_of(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
-    iceberg.refresh()
+    iceberg = load_table(spark, table)
     snapshot = iceberg.currentSnapshot()
     for _ in range(depth):
         if snapshot is None:
@@ -132,8 +138,7 @@ def current_snapshot_id(spark: SparkSession, table: str) -> int | None:
     Returns:
         The snapshot id, or None for a table without snapshots.
     """
-    iceberg = jvm_of(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
-    iceberg.refresh()
+    iceberg = load_table(spark, table)
     snapshot = iceberg.currentSnapshot()
     return None if snapshot is None else int(snapshot.snapshotId())
 
@@ -151,7 +156,6 @@ def holds_no_rows(spark: SparkSession, table: str) -> bool:
     Returns:
         True when the table has no snapshot or its current one holds no data rows.
     """
-    iceberg = jvm_of(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
-    iceberg.refresh()
+    iceberg = load_table(spark, table)
     snapshot = iceberg.currentSnapshot()
     return snapshot is None or snapshot.summary().get("total-records") == "0"
