@@ -5,10 +5,11 @@ tables, in one Spark session, this times one round of appends to every table
 through each path, alternating rounds so both see the same machine:
 
 - ``spark``: what the batch writer did before: the rows staged as one Parquet
-  file (``jobs.silver.staging``), read by Spark and appended by Spark's Iceberg
-  writer (``jobs.silver.commit.append_writer``, one task, fanout);
+  file, read by Spark and appended by Spark's Iceberg writer
+  (``jobs.silver.commit.append_writer``, one task, fanout);
 - ``fast``: ``jobs.silver.fastappend``: the rows written as data files from Arrow
-  and committed with one ``FastAppend`` through Iceberg's Java API.
+  (what the batch's Spark tasks do, here in this process) and committed with one
+  ``FastAppend`` through Iceberg's Java API.
 
 Both go through ``jobs.silver.commit.commit_changes`` on ``--threads`` threads,
 with the replay check before and the snapshot lookup after each commit, as in a batch.
@@ -63,12 +64,14 @@ def arrow_rows(tenant: str, rows: int, batch_id: int, contract: Any) -> Any:
 
 def one_round(spark: Any, config: Any, contract: Any, tenants: list[str], path: str, **kw: Any) -> float:
     """Append one object's rows to every table through ``path``; the round's seconds."""
-    from jobs.silver.commit import TableChange, commit_changes, silver_columns
-    from jobs.silver.staging import RowStaging
+    import pyarrow.parquet as pq
+
+    from jobs.silver.commit import TableChange, commit_changes
+    from jobs.silver.fastappend import put_local, target_of, write_data_files
     from jobs.storage import silver_location, table_name
 
     batch_id, rows, threads = kw["batch_id"], kw["rows"], kw["threads"]
-    staging = RowStaging.for_config(config)
+    staging = Path(kw["staging"])
     started = time.perf_counter()
 
     def change(tenant: str) -> TableChange:
@@ -81,9 +84,12 @@ def one_round(spark: Any, config: Any, contract: Any, tenants: list[str], path: 
             "row_count": rows,
         }
         if path == "fast":
-            return TableChange(rows=None, arrow=table, **common)
-        frame = staging.frame(spark, table, silver_columns(contract), label=f"bench{batch_id}")
-        return TableChange(rows=frame, **common)
+            target = target_of(spark, str(common["table"]))
+            files = write_data_files(table, target, put_local)
+            return TableChange(rows=None, files=files, target=target, **common)
+        staged = staging / f"bench{batch_id}-{tenant}.parquet"
+        pq.write_table(table, staged, compression="none")
+        return TableChange(rows=spark.read.parquet(staged.as_uri()), **common)
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -91,7 +97,8 @@ def one_round(spark: Any, config: Any, contract: Any, tenants: list[str], path: 
         changes = list(pool.map(change, tenants))
     results = commit_changes(spark, changes, batch_id=batch_id, query_id="bench", max_workers=threads)
     seconds = time.perf_counter() - started
-    staging.clear()
+    for staged in staging.glob("*.parquet"):
+        staged.unlink()
     failed = [r for r in results if r.status != "committed"]
     if failed:
         raise RuntimeError(f"{len(failed)} commits did not land: {failed[0]}")
@@ -119,7 +126,6 @@ def main() -> None:
         contract = load_contracts(PROJECT / "conf" / "datasets.yaml")["orders"]
         tenants = [f"t{i:04d}" for i in range(args.tables)]
         for tenant in tenants:
-            empty = arrow_rows(tenant, 0, 0, contract)
             ensure_table(
                 spark,
                 TableChange(
@@ -128,7 +134,7 @@ def main() -> None:
                     contract=contract,
                     rows=None,
                     replace_keys=[],
-                    arrow=empty,
+                    files=(),
                 ),
             )
         times: dict[str, list[float]] = {"spark": [], "fast": []}
@@ -146,6 +152,7 @@ def main() -> None:
                     batch_id=batch_id,
                     rows=args.rows,
                     threads=args.threads,
+                    staging=tmp,
                 )
                 print(f"round {run} {path}: {seconds:.2f} s", flush=True)
                 if run == 0:

@@ -124,7 +124,9 @@ def build_backlog(lake: Path, files: int, tenants: int, rows: int, per_bronze_fi
         land(lake, objects[start : start + per_bronze_file], start, now, f"{start:09d}-bench.jsonl")
 
 
-def write_config(tmp: Path, lake: Path, max_files: int, spark_conf: dict[str, str] | None = None) -> Path:
+def write_config(
+    tmp: Path, lake: Path, max_files: int, spark_conf: dict[str, str] | None = None, master: str = "local[2]"
+) -> Path:
     """The job's YAML configuration for a benchmark lake."""
     config: dict[str, Any] = {
         "group": {"name": GROUP, "bucket": BUCKET},
@@ -133,7 +135,7 @@ def write_config(tmp: Path, lake: Path, max_files: int, spark_conf: dict[str, st
             "datasets_file": str(PROJECT / "conf" / "datasets.yaml"),
             "max_files_per_trigger": max_files,
         },
-        "spark": {"master": "local[2]", "defaults_file": str(PROJECT / "conf" / "spark" / "local.conf")},
+        "spark": {"master": master, "defaults_file": str(PROJECT / "conf" / "spark" / "local.conf")},
     }
     if spark_conf:
         config["spark"]["conf"] = spark_conf

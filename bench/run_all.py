@@ -30,6 +30,10 @@ SUITE: dict[str, list[str]] = {
         *("--files", "15000", "--tenants", "10", "--max-files-per-trigger", "150"),
         *("--out", "bench/results/stream_e2e_big_batches.json"),
     ],
+    "stream_e2e_cores": [
+        *("--files", "6000", "--tenants", "10", "--max-files-per-trigger", "30"),
+        *("--masters", "local[1]", "local[2]"),
+    ],
     "stream_e2e_rate": ["--rate", "150", "--duration", "90", "--tenants", "10", "--interval", "5"],
     "many_tables": ["--tables", "1", "10", "100", "300"],
     "many_tables_8_threads": [
@@ -54,6 +58,7 @@ SUITE: dict[str, list[str]] = {
 SCRIPTS = {
     "stream_e2e_big_batches": "stream_e2e",
     "stream_e2e_rate": "stream_e2e",
+    "stream_e2e_cores": "stream_e2e",
     "bridge_latency": "bridge_capacity",
     "many_tables_8_threads": "many_tables",
 }

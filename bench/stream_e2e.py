@@ -44,17 +44,18 @@ from typing import Any
 import benchkit as kit
 
 
-def backlog(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def backlog(args: argparse.Namespace, tmp: Path, master: str = "local[2]") -> dict[str, Any]:
     """Drain a landed backlog; figures from the batch metrics."""
     lake = tmp / "lake"
     kit.build_backlog(lake, args.files, args.tenants, args.rows, args.per_bronze_file)
-    config = kit.write_config(tmp, lake, args.max_files_per_trigger)
+    config = kit.write_config(tmp, lake, args.max_files_per_trigger, master=master)
     wall = kit.run_job(config, log_path=Path(args.job_log) if args.job_log else None)
     rows = kit.read_metrics(lake)
     applied = sum(r["applied"] for r in rows)
     in_batches = sum(kit.batch_seconds(r) for r in rows)
     result: dict[str, Any] = {
         "mode": "backlog",
+        "master": master,
         "files": args.files,
         "tenants": args.tenants,
         "rows_per_file": args.rows,
@@ -77,6 +78,34 @@ def backlog(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         result["sustained_files_per_s"] = round(sum(r["files_read"] for r in later) / span, 1)
         result["phase_seconds_after_first_batch"] = kit.phase_seconds(later)
     return result
+
+
+def by_master(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The same backlog drained once per Spark master, one after the other (R12: work in tasks)."""
+    runs = {}
+    for master in args.masters:
+        work = tmp / master.replace("[", "-").replace("]", "").replace("*", "all")
+        work.mkdir()
+        run = runs[master] = backlog(args, work, master)
+        rate = run["events_per_s_in_batches"]
+        print(f"{master}: {rate} events/s in batches, read+validate {_read_validate(run):.1f} s")
+    first, last = runs[args.masters[0]], runs[args.masters[-1]]
+    ratio = {
+        "events_per_s_in_batches": _ratio(last["events_per_s_in_batches"], first["events_per_s_in_batches"]),
+        "read_and_validate_seconds": _ratio(_read_validate(first), _read_validate(last)),
+    }
+    name = f"ratio_{args.masters[-1]}_over_{args.masters[0]}"
+    print(f"{name}: {ratio}")
+    return {"mode": "backlog_by_master", "runs": runs, name: ratio}
+
+
+def _read_validate(run: dict[str, Any]) -> float:
+    phases = run["phase_seconds"]
+    return float(phases.get("read", 0.0)) + float(phases.get("validate", 0.0))
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if not a or not b else round(a / b, 2)
 
 
 def wait_for(path: Path, text: str, timeout: float, job: subprocess.Popen[str]) -> None:
@@ -184,6 +213,11 @@ def main() -> int:
         action="store_true",
         help="steady mode for 10 minutes (--duration 600, default --rate 100): watch the RSS for growth",
     )
+    parser.add_argument(
+        "--masters",
+        nargs="+",
+        help="backlog: run once per Spark master (e.g. local[1] local[2]) and compare them",
+    )
     parser.add_argument("--job-log", help="keep the job's log (level INFO) in this file")
     parser.add_argument("--out", help="where the JSON goes (default bench/results/stream_e2e[_rate].json)")
     args = parser.parse_args()
@@ -191,10 +225,16 @@ def main() -> int:
         args.rate, args.duration = args.rate or 100, 600
     with tempfile.TemporaryDirectory(prefix="silverline-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        result = steady_rate(args, tmp) if args.rate else backlog(args, tmp)
+        if args.rate:
+            result = steady_rate(args, tmp)
+        elif args.masters:
+            result = by_master(args, tmp)
+        else:
+            result = backlog(args, tmp)
     result = {"command": kit.command_line(), "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               **result, "machine": kit.machine()}  # fmt: skip
     name = "stream_e2e_soak" if args.soak else ("stream_e2e_rate" if args.rate else "stream_e2e")
+    name = "stream_e2e_cores" if args.masters and not args.rate else name
     kit.save(name, result, args.out)
     return 0
 

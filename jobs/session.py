@@ -234,6 +234,8 @@ def session_settings(config: SilverlineConfig) -> dict[str, str]:
             )
             settings["spark.jars"] = str(jar)
     settings.update(catalog_settings(config))
+    # Python workers are forked from a daemon that has the batch tasks' code imported.
+    settings["spark.python.daemon.module"] = "jobs.sparkworker"
     settings.update(config.spark.conf)
     return settings
 

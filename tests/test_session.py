@@ -100,6 +100,8 @@ def test_emr_settings_add_no_local_jar_and_use_glue() -> None:
     assert "spark.jars" not in settings and "spark.jars.packages" not in settings
     assert settings["spark.sql.catalog.silverline.catalog-impl"] == "org.apache.iceberg.aws.glue.GlueCatalog"
     assert settings["spark.sql.catalog.silverline.io-impl"] == "org.apache.iceberg.aws.s3.S3FileIO"
+    # Executors fork their Python workers from the job's daemon (the archive ships the package).
+    assert settings["spark.python.daemon.module"] == "jobs.sparkworker"
 
 
 @pytest.mark.unit

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
@@ -24,6 +23,8 @@ import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 from jobs.contracts import DatasetContract
 
 if TYPE_CHECKING:
+    from great_expectations import ExpectationSuite
+
     from jobs.quality.verdicts import RowVerdicts
 
 log = logging.getLogger(__name__)
@@ -69,17 +70,16 @@ class TableRead:
     rejected_keys: set[str] = field(default_factory=set)
 
 
-def check(reads: Sequence[TableRead], expectations_dir: Path) -> list[RowVerdicts]:
+def check(reads: Sequence[TableRead], suites: Mapping[str, ExpectationSuite]) -> list[RowVerdicts]:
     """Validate every read (one call per dataset and suite) and fill in ``good``, ``bad``, ``rejected_keys``.
 
     Args:
-        reads: The batch's tenant tables.
-        expectations_dir: Where the suites live (``conf/expectations/``).
+        reads: The tenant tables read (by one task: its share of the batch).
+        suites: The suites the reads' contracts name, by name.
 
     Returns:
         One :class:`RowVerdicts` per validation call.
     """
-    from jobs.quality.suites import load_suite
     from jobs.quality.validate import validate_rows
 
     groups: dict[tuple[str, str | None], list[TableRead]] = defaultdict(list)
@@ -93,7 +93,7 @@ def check(reads: Sequence[TableRead], expectations_dir: Path) -> list[RowVerdict
                 _split(read, [])
         if not with_rows:
             continue
-        suite = load_suite(suite_name, expectations_dir) if suite_name else None
+        suite = suites[suite_name] if suite_name else None
         combined = pa.concat_tables(
             [
                 m.table.append_column(TENANT, pa.array([m.tenant] * m.table.num_rows, pa.string()))
@@ -111,10 +111,6 @@ def check(reads: Sequence[TableRead], expectations_dir: Path) -> list[RowVerdict
         log.debug("validated %s (%s): %d rows, %d bad, %.3fs", dataset, suite_name, combined.num_rows,
                   verdicts.rows_failed, verdicts.seconds)  # fmt: skip
     return all_verdicts
-
-
-def _with_tenant(read: TableRead) -> pa.Table:
-    return read.table.append_column(TENANT, pa.array([read.tenant] * read.table.num_rows, pa.string()))
 
 
 def _split(read: TableRead, failed: list[list[str]]) -> None:

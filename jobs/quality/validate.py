@@ -285,6 +285,7 @@ def validate_rows(
     tenants = TenantIndex(table)
     results: list[ExpectationResult] = []
     failures: list[tuple[str, np.ndarray]] = []
+    row_level: set[str] = set()
     result_json: dict[str, Any] = {}
     if suite is not None and suite.expectations and table.num_rows:
         by_id = {
@@ -295,6 +296,8 @@ def validate_rows(
         for each in outcome.results:
             result, rows = _expectation_outcome(each, by_id, tenants)
             results.append(result)
+            if rows is not None:
+                row_level.add(result.expectation)
             if rows is not None and result.severity == "critical":
                 failures.append((result.expectation, rows))
         result_json = _trimmed_json(outcome)
@@ -316,4 +319,5 @@ def validate_rows(
         results=results,
         result_json=result_json,
         seconds=time.perf_counter() - started,
+        row_level=frozenset(row_level),
     )

@@ -84,6 +84,8 @@ class RowVerdicts:
         result_json: GE's validation result as JSON-ready data, without the per-row lists
             (``unexpected_list``, ``unexpected_index_list``, ``unexpected_index_query``).
         seconds: Wall time of the call.
+        row_level: The suite's expectations that judge rows one by one (GE's map
+            expectations); the others are table-level.
     """
 
     dataset: str
@@ -92,6 +94,7 @@ class RowVerdicts:
     results: list[ExpectationResult]
     result_json: dict[str, Any]
     seconds: float
+    row_level: frozenset[str] = frozenset()
 
     @property
     def rows_failed(self) -> int:

@@ -18,9 +18,9 @@ thread to its own JVM thread and py4j runs the callback on that same pair, so
 concurrent commits of different tables never see each other's properties.
 A replayed micro-batch finds its own snapshot and is skipped ("skipped_replay").
 
-A plain append whose rows come as an Arrow table (``TableChange.arrow``) runs no
-Spark job: :mod:`jobs.silver.fastappend` writes the data files and commits them with
-Iceberg's ``FastAppend`` (metadata only), the same properties in its summary.
+A plain append whose rows Spark tasks already wrote as data files (``TableChange.files``,
+:mod:`jobs.stream.tasks`) runs no Spark job: :func:`jobs.silver.fastappend.commit_files`
+commits them with Iceberg's ``FastAppend`` (metadata only), the same properties in its summary.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 
 from jobs.contracts import DatasetContract
 from jobs.silver.conflicts import first_line, retry_on_conflict
-from jobs.silver.fastappend import append_arrow
+from jobs.silver.fastappend import FileTarget, WrittenFile, commit_files
 from jobs.silver.snapshots import (
     SNAPSHOT_BATCH_ID,
     SNAPSHOT_QUERY_ID,
@@ -48,7 +48,6 @@ from jobs.silver.snapshots import (
 from jobs.storage import QUARANTINE, SILVER
 
 if TYPE_CHECKING:
-    import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
     from pyspark.sql import DataFrame, DataFrameWriterV2, SparkSession
 
 log = logging.getLogger(__name__)
@@ -100,7 +99,7 @@ class TableChange:
         location: The table's explicit location (used by catalogs that take one, e.g. Glue).
         contract: The dataset contract (columns and partition spec).
         rows: New rows (silver schema incl. lineage) of objects being (re)placed; may be empty.
-            None when ``arrow`` holds them.
+            None when ``files`` hold them.
         replace_keys: Source keys whose existing rows must disappear: every key in ``rows``
             or removed that may have rows in the table (the ledger knows which). Rows of a key
             not listed are appended next to any old rows of that key. With no keys the commit
@@ -111,9 +110,10 @@ class TableChange:
             is already there (so a retried or replayed batch adds nothing twice).
         quarantine: The rejected rows of the same objects, committed first; if that
             commit fails the silver commit is not attempted (both are retried together).
-        arrow: The new rows as an Arrow table (table column names) instead of ``rows``:
+        files: The new rows as data files already written for ``target`` instead of ``rows``:
             only for a plain append (no ``replace_keys``), committed without a Spark job
-            (:mod:`jobs.silver.fastappend`).
+            (:func:`jobs.silver.fastappend.commit_files`).
+        target: The table's files target ``files`` were written for.
     """
 
     table: str
@@ -124,13 +124,14 @@ class TableChange:
     row_count: int | None = None
     zone: str = SILVER
     quarantine: TableChange | None = None
-    arrow: pa.Table | None = None
+    files: Sequence[WrittenFile] | None = None
+    target: FileTarget | None = None
 
     def __post_init__(self) -> None:
-        if (self.rows is None) == (self.arrow is None):
-            raise ValueError(f"{self.table}: a change has its rows as a DataFrame or as Arrow, not both")
-        if self.arrow is not None and (self.replace_keys or self.zone != SILVER):
-            raise ValueError(f"{self.table}: Arrow rows are only for plain silver appends")
+        if (self.rows is None) == (self.files is None):
+            raise ValueError(f"{self.table}: a change has its rows as a DataFrame or as data files, not both")
+        if self.files is not None and (self.replace_keys or self.zone != SILVER):
+            raise ValueError(f"{self.table}: data files are only for plain silver appends")
 
 
 @dataclass(frozen=True)
@@ -221,9 +222,9 @@ def ensure_table(spark: SparkSession, change: TableChange, *, with_location: boo
 
 
 def frame_of(change: TableChange) -> DataFrame:
-    """The change's rows as a DataFrame (a change without one holds Arrow rows for a fast append)."""
+    """The change's rows as a DataFrame (a change without one holds data files for a fast append)."""
     if change.rows is None:
-        raise ValueError(f"{change.table}: this change's rows are Arrow rows for a fast append")
+        raise ValueError(f"{change.table}: this change's rows are data files for a fast append")
     return change.rows
 
 
@@ -338,8 +339,8 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
         except Exception as exc:
             table = change.quarantine.table
             raise QuarantineCommitError(f"quarantine table {table}: {one_line(exc)}") from exc
-    if change.arrow is not None:
-        has_rows = change.arrow.num_rows > 0
+    if change.files is not None:
+        has_rows = any(f.rows for f in change.files)
     elif change.row_count is not None:
         has_rows = change.row_count > 0
     else:
@@ -355,8 +356,10 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
         with_commit_properties(
             spark, properties, lambda: spark.sql(quarantine_merge_sql(change), source=source)
         )
-    elif change.arrow is not None:  # a plain append of rows in hand: metadata-only commit
-        append_arrow(spark, change.table, change.arrow, properties)
+    elif change.files is not None:  # data files the tasks wrote: metadata-only commit
+        if change.target is None:
+            raise ValueError(f"{change.table}: data files without the target they were written for")
+        commit_files(spark, change.target, [f for f in change.files if f.rows], properties)
     elif keys:
         source = merge_source(spark, change)
         with_commit_properties(spark, properties, lambda: spark.sql(merge_sql(change), source=source))

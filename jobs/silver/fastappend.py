@@ -25,8 +25,10 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
@@ -74,8 +76,148 @@ def supports(contract: DatasetContract) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class FileTarget:
+    """Where and how a table's new data files are written: what a writer task needs, no JVM.
+
+    Attributes:
+        table: The table identifier.
+        data_location: The directory new data files go to (``write.data.path``, else ``<location>/data``).
+        spec_id: The partition spec the files are written for.
+        fields: ``(column, Iceberg field id, Iceberg type name)`` of the table's schema.
+        partition: ``(partition field name, source column, transform)`` of the spec.
+        compression: The pyarrow name of the table's Parquet codec.
+    """
+
+    table: str
+    data_location: str
+    spec_id: int
+    fields: tuple[tuple[str, int, str], ...]
+    partition: tuple[tuple[str, str, str], ...]
+    compression: str
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """One data file a writer wrote, waiting for its commit.
+
+    Attributes:
+        path: Its location (``file:`` or ``s3://``).
+        size: Bytes.
+        rows: Records.
+        partition: Its partition values as Iceberg's strings (None: unpartitioned).
+    """
+
+    path: str
+    size: int
+    rows: int
+    partition: tuple[str | None, ...] | None
+
+
+def target_of(spark: SparkSession, table: str) -> FileTarget:
+    """The :class:`FileTarget` of an existing table (loaded through Iceberg's Java API)."""
+    return _target(load_table(spark, table), table)
+
+
+def _target(iceberg: Any, table: str) -> FileTarget:
+    schema, spec = iceberg.schema(), iceberg.spec()
+    properties = iceberg.properties()
+    location = str(properties.get("write.data.path") or f"{str(iceberg.location()).rstrip('/')}/data")
+    return FileTarget(
+        table=table,
+        data_location=location.rstrip("/"),
+        spec_id=int(spec.specId()),
+        fields=tuple((str(f.name()), int(f.fieldId()), str(f.type())) for f in schema.columns()),
+        partition=tuple(
+            (str(f.name()), str(schema.findColumnName(f.sourceId())), str(f.transform()))
+            for f in spec.fields()
+        ),
+        compression=parquet_compression(properties),
+    )
+
+
+Put = Callable[[str, bytes], None]
+
+
+def write_data_files(rows: pa.Table, target: FileTarget, put: Put) -> list[WrittenFile]:
+    """Write ``rows`` as Parquet data files of ``target``'s table (no commit): one per partition value.
+
+    Runs where the rows are (a Spark task); :func:`commit_files` commits the result.
+
+    Args:
+        rows: The rows, named like the table's columns (a subset of them; the others read as null).
+        target: The table's :class:`FileTarget`.
+        put: Writes bytes at a location (``file:`` or ``s3://``).
+
+    Returns:
+        The files written (none for no rows).
+
+    Raises:
+        ValueError: ``rows`` has a column the table does not have, or the spec has a
+            transform this module does not compute.
+    """
+    if not rows.num_rows:
+        return []
+    typed = _with_field_ids(rows, target)
+    written = []
+    for values, part in _partitions(typed, target):
+        directory = "/".join(
+            f"{name}={quote('null' if value is None else value, safe='')}"
+            for (name, _, _), value in zip(target.partition, values or (), strict=False)
+        )
+        name = f"{uuid.uuid4()}.parquet"
+        path = "/".join(p for p in (target.data_location, directory, name) if p)
+        sink = pa.BufferOutputStream()
+        pq.write_table(part, sink, compression=target.compression)
+        data = sink.getvalue().to_pybytes()
+        put(path, data)
+        written.append(WrittenFile(path, len(data), part.num_rows, None if values is None else tuple(values)))
+    return written
+
+
+def commit_files(
+    spark: SparkSession, target: FileTarget, files: Sequence[WrittenFile], properties: Mapping[str, str]
+) -> int:
+    """Commit written data files to ``target``'s table in one ``FastAppend`` (metadata only).
+
+    Iceberg reads each file's footer for its column metrics.
+
+    Args:
+        spark: The session (its catalogs resolve the table).
+        target: What the files were written for.
+        files: The files.
+        properties: Snapshot summary properties (e.g. the batch id).
+
+    Returns:
+        The number of data files committed.
+    """
+    jvm = jvm_of(spark)
+    iceberg = load_table(spark, target.table)
+    spec = iceberg.specs().get(target.spec_id)
+    metrics_config = jvm.org.apache.iceberg.MetricsConfig.forTable(iceberg)
+    append = iceberg.newFastAppend()
+    for written in files:
+        builder = jvm.org.apache.iceberg.DataFiles.builder(spec).withFormat("PARQUET")
+        if written.partition is not None:
+            builder = builder.withPartitionValues(list(written.partition))
+        metrics = jvm.org.apache.iceberg.parquet.ParquetUtil.fileMetrics(
+            iceberg.io().newInputFile(written.path), metrics_config
+        )
+        append.appendFile(
+            builder.withPath(written.path).withFileSizeInBytes(written.size).withMetrics(metrics).build()
+        )
+    for key, value in properties.items():
+        append.set(key, value)
+    append.commit()
+    log.debug("fast append %s: %d files, %d rows", target.table, len(files), sum(f.rows for f in files))
+    return len(files)
+
+
 def append_arrow(spark: SparkSession, table: str, rows: pa.Table, properties: Mapping[str, str]) -> int:
-    """Write ``rows`` as data files of ``table`` and commit them in one ``FastAppend``.
+    """Write ``rows`` as data files of ``table`` from here and commit them in one ``FastAppend``.
+
+    For rows already in the driver's hands (the job's own ledger); tenant rows are written
+    by Spark tasks (:func:`write_data_files`) and committed with :func:`commit_files`.
 
     Args:
         spark: The session (its catalogs resolve ``table``).
@@ -90,48 +232,33 @@ def append_arrow(spark: SparkSession, table: str, rows: pa.Table, properties: Ma
         ValueError: ``rows`` has a column the table does not have, or the spec has a
             transform this module does not compute.
     """
-    jvm = jvm_of(spark)
     iceberg = load_table(spark, table)
-    schema, spec = iceberg.schema(), iceberg.spec()
-    typed = _with_field_ids(rows, schema, table)
-    compression = parquet_compression(iceberg.properties())
-    metrics_config = jvm.org.apache.iceberg.MetricsConfig.forTable(iceberg)
-    append = iceberg.newFastAppend()
-    files = 0
-    for values, part in _partitions(typed, schema, spec):
-        builder = jvm.org.apache.iceberg.DataFiles.builder(spec).withFormat("PARQUET")
-        if values is not None:
-            builder = builder.withPartitionValues(values)
-        probe = builder.withPath("probe").withFileSizeInBytes(0).withRecordCount(0).build()
-        name = f"{uuid.uuid4()}.parquet"
-        path = str(iceberg.locationProvider().newDataLocation(spec, probe.partition(), name))
-        size = _write(iceberg, path, part, compression)
-        metrics = jvm.org.apache.iceberg.parquet.ParquetUtil.fileMetrics(
-            iceberg.io().newInputFile(path), metrics_config
-        )
-        data_file = builder.withPath(path).withFileSizeInBytes(size).withMetrics(metrics).build()
-        append.appendFile(data_file)
-        files += 1
-    for key, value in properties.items():
-        append.set(key, value)
-    append.commit()
-    log.debug("fast append %s: %d files, %d rows", table, files, rows.num_rows)
-    return files
+    target = _target(iceberg, table)
+
+    def put(path: str, data: bytes) -> None:
+        if path.startswith("file:"):
+            put_local(path, data)
+        else:
+            write_via_file_io(iceberg, path, data)
+
+    return commit_files(spark, target, write_data_files(rows, target, put), properties)
 
 
-def _with_field_ids(rows: pa.Table, schema: Any, table: str) -> pa.Table:
+def _with_field_ids(rows: pa.Table, target: FileTarget) -> pa.Table:
     """``rows`` cast to the table's types, each field tagged with its Iceberg field id."""
+    by_name = {name: (field_id, kind) for name, field_id, kind in target.fields}
     fields = []
     for name in rows.column_names:
-        column = schema.findField(name)
-        if column is None:
-            raise ValueError(f"table {table} has no column {name!r}")
-        field_id = {"PARQUET:field_id": str(column.fieldId())}
-        fields.append(pa.field(name, arrow_type(str(column.type())), nullable=True, metadata=field_id))
-    target = pa.schema(fields)
+        if name not in by_name:
+            raise ValueError(f"table {target.table} has no column {name!r}")
+        field_id, kind = by_name[name]
+        fields.append(
+            pa.field(name, arrow_type(kind), nullable=True, metadata={"PARQUET:field_id": str(field_id)})
+        )
+    schema = pa.schema(fields)
     return pa.Table.from_arrays(
-        [rows[name].cast(field.type) for name, field in zip(rows.column_names, target, strict=True)],
-        schema=target,
+        [rows[name].cast(field.type) for name, field in zip(rows.column_names, schema, strict=True)],
+        schema=schema,
     )
 
 
@@ -151,14 +278,11 @@ def arrow_type(iceberg_type: str) -> pa.DataType:
     return formats.arrow_type(_SPARK_NAMES.get(iceberg_type, iceberg_type))
 
 
-def _partitions(rows: pa.Table, schema: Any, spec: Any) -> list[tuple[list[str | None] | None, pa.Table]]:
+def _partitions(rows: pa.Table, target: FileTarget) -> list[tuple[list[str | None] | None, pa.Table]]:
     """The rows split by partition: (the partition values as Iceberg's strings, the rows)."""
-    if not spec.isPartitioned():
+    if not target.partition:
         return [(None, rows)]
-    columns = []
-    for field in spec.fields():
-        source = str(schema.findColumnName(field.sourceId()))
-        columns.append(_partition_strings(rows[source], str(field.transform())))
+    columns = [_partition_strings(rows[source], transform) for _, source, transform in target.partition]
     keys = pc.binary_join_element_wise(
         *[pc.fill_null(c, "\x00null") for c in columns], "\x1f", null_handling="replace"
     )
@@ -201,19 +325,12 @@ def parquet_compression(properties: Mapping[str, str]) -> str:
     return names[codec]
 
 
-def _write(iceberg: Any, path: str, rows: pa.Table, compression: str) -> int:
-    """Write one Parquet data file at ``path``; returns its size in bytes."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(rows, sink, compression=compression)
-    data = sink.getvalue()
-    if path.startswith("file:"):  # local: no round trip through the JVM
-        local = _local_path(path)
-        os.makedirs(os.path.dirname(local), exist_ok=True)
-        with open(local, "wb") as out:
-            out.write(data)
-    else:
-        write_via_file_io(iceberg, path, data)
-    return int(data.size)
+def put_local(uri: str, data: bytes) -> None:
+    """Write ``data`` to the file a ``file:`` location names (its directories created)."""
+    local = _local_path(uri)
+    os.makedirs(os.path.dirname(local), exist_ok=True)
+    with open(local, "wb") as out:
+        out.write(data)
 
 
 def _local_path(uri: str) -> str:

@@ -134,14 +134,6 @@ def _long_backlog(bridge: Any, config: SilverlineConfig) -> bool:
     return False
 
 
-def _s3_client(config: SilverlineConfig) -> Any:
-    if not config.objects_root.startswith("s3:"):
-        return None
-    from jobs.bridge.landing import s3_client_for
-
-    return s3_client_for(config)
-
-
 def run_ingest(
     config: SilverlineConfig,
     *,
@@ -171,7 +163,6 @@ def run_ingest(
     from jobs.bridge.landing import open_store
     from jobs.bridge.retry import BridgeError
     from jobs.contracts import load_contracts
-    from jobs.objects.reader import ObjectReader
     from jobs.quality.results import results_uri
     from jobs.quality.suites import check_suites, expectations_dir
     from jobs.session import build_spark_session, use_utc_local_time
@@ -204,14 +195,6 @@ def run_ingest(
     evolve_tables(spark, config, contracts)  # contract changes reach existing tables before any batch
     startup.lap("schema check")
     log.info("start-up: %s", startup.summary())
-    reader = ObjectReader(
-        config.objects_root,
-        s3_client=_s3_client(config),
-        max_workers=config.stream.read_threads,
-        max_object_bytes=config.stream.max_object_bytes,
-        max_decompressed_bytes=config.stream.max_decompressed_bytes,
-        max_row_bytes=config.stream.max_row_bytes,
-    )
     gate = _tenant_gate(config)
     if gate is None:
         return 1
@@ -227,7 +210,6 @@ def run_ingest(
         spark,
         config,
         contracts,
-        reader,
         metrics_sink=MetricsSink.for_config(config),
         on_batch=batch_done,
         gate=gate,

@@ -18,7 +18,6 @@ from pyspark.sql import functions as F
 
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
-from jobs.objects.reader import ObjectReader
 from jobs.quality.suites import expectations_dir
 from jobs.silver.commit import CommitResult, commit_changes
 from jobs.silver.conflicts import retry_on_conflict
@@ -48,7 +47,6 @@ class BatchWriter:
         spark: SparkSession,
         config: SilverlineConfig,
         contracts: Mapping[str, DatasetContract],
-        reader: ObjectReader,
         query_id: str = "unknown",
         metrics_sink: MetricsSink | None = None,
         on_batch: Callable[[BatchCounts], None] | None = None,
@@ -58,13 +56,12 @@ class BatchWriter:
         self.spark = spark
         self.config = config
         self.contracts = dict(contracts)
-        self.reader = reader
         self.query_id = query_id
         self.ops = OpsWriter(spark, config, metrics_sink)
         self.on_batch = on_batch  # e.g. a progress display; called after each batch with data
         self._lock = threading.Lock()  # stream batches and retry passes never overlap
         suites = expectations_dir(config.stream.datasets_file)
-        self.planner = Planner(spark, config, self.contracts, reader, suites)
+        self.planner = Planner(spark, config, self.contracts, suites)
         self.gate = gate or TenantGate(None, config.group.name)
         self.notifier = notifier  # downstream "table updated" messages (None: not configured)
         self._nothing_held_at: tuple[int | None, int] | None = None  # (held snapshot, gate version)

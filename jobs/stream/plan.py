@@ -1,10 +1,14 @@
-"""Planning a micro-batch's tenant-table changes: read the objects, check them, build the changes.
+"""Planning a micro-batch's tenant-table changes: the driver's half of reading the objects.
 
-For the events the ledger lets through, per (bucket, tenant, dataset): read the
-created objects (R9), judge each read (superseded objects are stale, unreadable
-ones quarantined), validate every dataset once (:mod:`jobs.quality.batch`), and
-build one :class:`jobs.silver.commit.TableChange` per tenant table — the good rows for
-silver, and the bad rows for its quarantine table, committed first.
+For the events the ledger lets through, per (bucket, tenant, dataset): which object
+versions to read (R9), and whether the table's change is a plain append (none of its
+objects can have rows in it yet: the rows go straight into data files) or a
+replacement (staged rows for a MERGE). Spark tasks read, check and write
+(:mod:`jobs.stream.tasks`); from what they return the planner judges each read
+(superseded objects are stale, unreadable ones quarantined), merges the validation
+results (:mod:`jobs.quality.merge`) and builds one :class:`jobs.silver.commit.TableChange`
+per tenant table: the good rows for silver, the bad rows for its quarantine table,
+committed first.
 """
 
 from __future__ import annotations
@@ -15,24 +19,24 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 from pyspark.sql import functions as F
 
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
 from jobs.events import model as m
-from jobs.objects.reader import ObjectReader, ObjectRef, ReadOutcome
-from jobs.quality import batch as batch_quality
-from jobs.quality.split import FAILED_EXPECTATIONS_COLUMN as FAILED_EXPECTATIONS
-from jobs.quality.split import split_verdicts
+from jobs.objects.reader import ObjectRef, ReadOutcome
+from jobs.quality.merge import merge_verdicts
+from jobs.quality.suites import load_suite
 from jobs.silver import fastappend
-from jobs.silver.commit import TableChange, one_line, silver_columns
-from jobs.silver.staging import RowStaging
-from jobs.storage import QUARANTINE, silver_location, table_name
-from jobs.stream import ledger
+from jobs.silver.commit import TableChange, ensure_table, one_line, silver_columns
+from jobs.silver.fastappend import FileTarget
+from jobs.silver.staging import RowStaging, staging_uri
+from jobs.storage import QUARANTINE, SILVER, silver_location, table_name
+from jobs.stream import ledger, tasks
 from jobs.stream.accounting import BatchCounts
+from jobs.stream.tasks import UnitResult
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
@@ -54,15 +58,26 @@ class PlannedTable(NamedTuple):
     dataset: str
 
 
+class _TablePlan(NamedTuple):
+    """One tenant table's events before the reads: what to read, what is removed unread."""
+
+    bucket: str
+    tenant: str
+    dataset: str
+    contract: DatasetContract
+    rows: list[Row]
+    to_read: list[tuple[Row, bool]]  # (event, read the current version)
+    fast: bool  # a plain append: no object of the table may have rows in it yet
+
+
 class Planner:
-    """Builds the tenant-table changes of a micro-batch."""
+    """Builds the tenant-table changes of a micro-batch; the objects are read by Spark tasks."""
 
     def __init__(
         self,
         spark: SparkSession,
         config: SilverlineConfig,
         contracts: Mapping[str, DatasetContract],
-        reader: ObjectReader,
         expectations_dir: Path,
     ) -> None:
         """Create the planner.
@@ -71,20 +86,21 @@ class Planner:
             spark: The session.
             config: The job configuration.
             contracts: Dataset contracts by name.
-            reader: The object reader.
             expectations_dir: Where the expectation suites live.
         """
         self.spark = spark
         self.config = config
         self.contracts = contracts
-        self.reader = reader
         self.expectations_dir = expectations_dir
-        self.staging = RowStaging.for_config(config)  # the rows' way into Spark (Parquet files)
+        self.staging = RowStaging.for_config(config)  # the tasks' staged rows, until the commits
 
     def plan(
         self, to_apply: Sequence[Row], batch_id: int, counts: BatchCounts, quarantine: list[Quarantined]
     ) -> tuple[dict[str, PlannedTable], list[RowVerdicts], list[tuple[Row, str]]]:
         """Read, validate and plan every tenant table the events touch.
+
+        The reads, checks and row writes run in Spark tasks (:mod:`jobs.stream.tasks`);
+        this plans them and builds each table's change from what the tasks return.
 
         A table whose objects the store refuses to serve (S3 ``AccessDenied`` for a KMS
         key the job may not use, ``InvalidObjectState`` for an archived object, a
@@ -105,159 +121,199 @@ class Planner:
         groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
         for row in to_apply:
             groups[(row["bucket"], row["tenant"], row["dataset"])].append(row)
-        reads = []
+        tables = [self._table_plan(*names, rows) for names, rows in groups.items()]
         unreadable: list[tuple[Row, str]] = []
         with counts.phase("read"):
-            for (bucket, tenant, dataset), rows in groups.items():
-                try:
-                    reads.append(self._read(bucket, tenant, dataset, rows, counts, quarantine))
-                except Exception as exc:  # R10: this table's change fails, not the batch
-                    error = f"read failed: {one_line(exc)}"
-                    log.warning(
-                        "%s/%s/%s: %s (%d events to retry)", bucket, tenant, dataset, error, len(rows)
-                    )
-                    counts.tables_failed += 1
-                    counts.table(tenant, dataset)["status"] = "failed"
-                    unreadable.extend((row, error) for row in rows)
-        with counts.phase("validate"):
-            verdicts = batch_quality.check([r for r, _ in reads], self.expectations_dir)
-        with counts.phase("read"):
-            # Staging each table's rows (a Parquet write, then Spark resolving the file) is
-            # mostly I/O and JVM work: tables are staged side by side.
-            workers = max(1, min(self.config.stream.commit_threads, len(reads)))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                frames = list(pool.map(lambda r: self._frames(r[0], r[1], batch_id), reads))
-            plan = {}
-            for (read, states), (good, bad_df) in zip(reads, frames, strict=True):
-                planned = self._planned(read, states, good, bad_df, counts, quarantine)
-                plan[planned.change.table] = planned
-        return plan, verdicts, unreadable
+            targets = self._targets([t for t in tables if t.fast and t.to_read], unreadable, counts)
+            tables = [t for t in tables if not (t.fast and t.to_read) or self._name(t) in targets]
+            results, verdict_parts, task_seconds = self._run_tasks(tables, targets, batch_id)
+        # The tasks' validation share of the stage, as its own phase: GE's share of the batch's time.
+        total = sum(task_seconds.values()) or 1.0
+        share = round(counts.phase_seconds.get("read", 0.0) * task_seconds.get("validate", 0.0) / total, 3)
+        counts.phase_seconds["read"] = round(counts.phase_seconds.get("read", 0.0) - share, 3)
+        counts.phase_seconds["validate"] = round(counts.phase_seconds.get("validate", 0.0) + share, 3)
+        plan = {}
+        for table in tables:
+            name = self._name(table)
+            units = results.get(name, [])
+            error = next((u.error for u in units if u.error), None)
+            if error is not None:  # R10: this table's change fails, not the batch
+                log.warning(
+                    "%s/%s/%s: %s (%d events to retry)", table.bucket, table.tenant, table.dataset, error,
+                    len(table.rows),
+                )  # fmt: skip
+                counts.tables_failed += 1
+                counts.table(table.tenant, table.dataset)["status"] = "failed"
+                unreadable.extend((row, error) for row in table.rows)
+                continue
+            planned = self._planned(table, units, targets.get(name), batch_id, counts, quarantine)
+            plan[planned.change.table] = planned
+        return plan, merge_verdicts(verdict_parts), unreadable
 
-    def _read(
-        self,
-        bucket: str,
-        tenant: str,
-        dataset: str,
-        rows: list[Row],
-        counts: BatchCounts,
-        quarantine: list[Quarantined],
-    ) -> tuple[batch_quality.TableRead, list[tuple[Row, str]]]:
+    def _table_plan(self, bucket: str, tenant: str, dataset: str, rows: list[Row]) -> _TablePlan:
         contract = self.contracts[dataset].for_tenant(tenant)
         created = [r for r in rows if r["event_kind"] == "created"]
         current = [r for r in rows if reads_current_version(r)]
         to_read = [(r, False) for r in created] + [(r, True) for r in current]
-        table, outcomes = self.reader.read([_ref(r, current=now) for r, now in to_read], contract)
-        counts.files_read += len(to_read)
-        stats = counts.table(tenant, dataset)
-        stats["files"] += len(to_read)
-        stats["rows_read"] += table.num_rows
-        removed = [r for r in rows if r["event_kind"] != "created" and not reads_current_version(r)]
-        states = [(r, ledger.LEDGER_DELETED) for r in removed]
-        for (row, now), outcome in zip(to_read, outcomes, strict=True):
-            states.extend(_judge_read(row, outcome, counts, quarantine, current=now))
-        return batch_quality.TableRead(bucket, tenant, dataset, contract, table), states
+        # Objects the ledger knows as live may have rows in the table: those are replaced (MERGE).
+        fast = fastappend.supports(contract) and not any(r["_l_state"] == ledger.LEDGER_LIVE for r in rows)
+        return _TablePlan(bucket, tenant, dataset, contract, rows, to_read, fast)
 
-    def _frames(
-        self, read: batch_quality.TableRead, states: Sequence[tuple[Row, str]], batch_id: int
-    ) -> tuple[DataFrame | pa.Table, DataFrame | None]:
-        """The good rows (silver columns) and the bad rows (quarantine columns, None if none).
+    def _name(self, table: _TablePlan) -> str:
+        return table_name(self.config, table.bucket, table.tenant, table.dataset)
 
-        The split happens in Arrow, so the common case hands on only the silver columns
-        (not the raw text, row numbers and verdict lists every read row carries). Good rows
-        of a plain append (no object the table may hold rows of) stay Arrow, for a
-        metadata-only commit (:mod:`jobs.silver.fastappend`); the others become a
-        DataFrame for Spark's MERGE.
-        """
-        assert read.checked is not None  # set by batch_quality.check
-        good, bad = batch_quality.split_checked(read.checked)
-        silver = [(n, t) for n, t in silver_columns(read.contract) if n not in ("_ingest_time", "_batch_id")]
-        good_rows: DataFrame | pa.Table
-        if fastappend.supports(read.contract) and not _replace_keys(states):
-            good_rows = _with_ingest(good.select([name for name, _ in silver]), batch_id)
-        else:
-            good_rows = self._spark_frame(good, silver, batch_id)  # in table order: lineage ends the row
-        bad_df = None
-        if bad.num_rows:
-            _, bad_df = split_verdicts(self._checked_df(bad, read.contract, batch_id))
-        return good_rows, bad_df
+    def _change(self, table: _TablePlan, zone: str = SILVER, **fields: Any) -> TableChange:
+        """The table's change in ``zone`` (default: no rows, what creating the table needs)."""
+        names = (table.bucket, table.tenant, table.dataset)
+        return TableChange(
+            table=table_name(self.config, *names, zone),
+            location=silver_location(self.config.lake.root, *names, zone),
+            contract=table.contract,
+            zone=zone,
+            **{"rows": None, "files": (), "replace_keys": [], **fields},
+        )
+
+    def _targets(
+        self, tables: Sequence[_TablePlan], unreadable: list[tuple[Row, str]], counts: BatchCounts
+    ) -> dict[str, FileTarget]:
+        """Each plain-append table's files target (tables are created first when missing)."""
+
+        def target(table: _TablePlan) -> FileTarget | str:
+            name = self._name(table)
+            try:
+                try:
+                    return fastappend.target_of(self.spark, name)
+                except Exception as exc:
+                    if not any(s in str(exc) for s in ("NoSuchTableException", "TABLE_OR_VIEW_NOT_FOUND")):
+                        raise
+                ensure_table(self.spark, self._change(table))
+                return fastappend.target_of(self.spark, name)
+            except Exception as exc:  # R10: retried like a failed commit
+                return f"commit failed: {one_line(exc)}"
+
+        found: dict[str, FileTarget] = {}
+        workers = max(1, min(self.config.stream.commit_threads, len(tables)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for table, outcome in zip(tables, pool.map(target, tables), strict=True):
+                if isinstance(outcome, str):
+                    log.warning("%s: %s", self._name(table), outcome)
+                    counts.tables_failed += 1
+                    counts.table(table.tenant, table.dataset)["status"] = "failed"
+                    unreadable.extend((row, outcome) for row in table.rows)
+                else:
+                    found[self._name(table)] = outcome
+        return found
+
+    def _run_tasks(
+        self, tables: Sequence[_TablePlan], targets: Mapping[str, FileTarget], batch_id: int
+    ) -> tuple[dict[str, list[UnitResult]], list[RowVerdicts], dict[str, float]]:
+        """Run the reads in Spark tasks; their results by table, validation parts, task seconds."""
+        units = [
+            tasks.ReadUnit(
+                table=self._name(table),
+                bucket=table.bucket,
+                tenant=table.tenant,
+                dataset=table.dataset,
+                contract=table.contract,
+                refs=chunk,
+                target=targets.get(self._name(table)),
+            )
+            for table in tables
+            for chunk in tasks.split_refs([(_ref(row, current=now), now) for row, now in table.to_read])
+        ]
+        if not units:
+            return {}, [], {}
+        suites = {
+            name: load_suite(name, self.expectations_dir)
+            for name in sorted({u.contract.expectations for u in units if u.contract.expectations})
+        }
+        spec = tasks.TaskSpec(self.config, suites, batch_id, datetime.now(UTC), staging_uri(self.config))
+        context = self.spark.sparkContext
+        bins = tasks.pack(units, context.defaultParallelism)
+        objects = sum(len(u.refs) for u in units)
+        context.setJobDescription(
+            f"silverline batch {batch_id}: read {objects} objects of {len(tables)} tables"
+        )
+        try:
+            outputs = (
+                context.parallelize(bins, len(bins))
+                .mapPartitions(lambda part: tasks.run_bins(spec, part))
+                .collect()
+            )
+        finally:
+            context.setJobDescription(None)  # type: ignore[arg-type]
+        by_table: dict[str, list[UnitResult]] = defaultdict(list)
+        seconds: dict[str, float] = defaultdict(float)
+        for output in outputs:
+            for unit in output.units:
+                by_table[unit.table].append(unit)
+            for phase, value in output.seconds.items():
+                seconds[phase] += value
+        log.debug("batch %d: %d objects in %d tasks: %s", batch_id, objects, len(bins), dict(seconds))
+        return by_table, [v for output in outputs for v in output.verdicts], dict(seconds)
 
     def _planned(
         self,
-        read: batch_quality.TableRead,
-        states: list[tuple[Row, str]],
-        good: DataFrame | pa.Table,
-        bad_df: DataFrame | None,
+        table: _TablePlan,
+        units: Sequence[UnitResult],
+        target: FileTarget | None,
+        batch_id: int,
         counts: BatchCounts,
         quarantine: list[Quarantined],
     ) -> PlannedTable:
-        if read.rejected_keys:  # reject_file: the whole object is quarantined, its rows logged
+        """One table's change and its events' ledger states, from its units' results."""
+        outcomes = [o for unit in units for o in unit.outcomes]
+        removed = [r for r in table.rows if r["event_kind"] != "created" and not reads_current_version(r)]
+        states = [(r, ledger.LEDGER_DELETED) for r in removed]
+        counts.files_read += len(table.to_read)
+        stats = counts.table(table.tenant, table.dataset)
+        stats["files"] += len(table.to_read)
+        stats["rows_read"] += sum(o.rows for o in outcomes if o.status == "ok")
+        for (row, now), outcome in zip(table.to_read, outcomes, strict=True):
+            states.extend(_judge_read(row, outcome, counts, quarantine, current=now))
+        rejected = {key: summary for unit in units for key, summary in unit.rejected.items()}
+        if rejected:  # reject_file: the whole object is quarantined, its rows logged
             for i, (row, state) in enumerate(states):
-                if state == ledger.LEDGER_LIVE and row["key"] in read.rejected_keys:
+                if state == ledger.LEDGER_LIVE and row["key"] in rejected:
                     states[i] = (row, ledger.LEDGER_QUARANTINED)
-                    quarantine.append(
-                        (row, "rejected_rows", batch_quality.quarantine_summary(read, row["key"]))
-                    )
-        assert read.checked is not None  # set by batch_quality.check
-        stats = counts.table(read.tenant, read.dataset)
-        stats["rows_quarantined"] = stats.get("rows_quarantined", 0) + read.bad_rows
-        counts.rows_quarantined += read.bad_rows
-        names = (self.config.catalog.name, read.bucket, read.tenant, read.dataset)
-        rejected = None
-        if bad_df is not None:
-            rejected = TableChange(
-                table=table_name(self.config, *names[1:], QUARANTINE),
-                location=silver_location(self.config.lake.root, *names[1:], QUARANTINE),
-                contract=read.contract,
-                rows=bad_df.select(*_columns(read.contract, QUARANTINE)),
-                replace_keys=[],
-                row_count=read.bad_rows,
-                zone=QUARANTINE,
+                    quarantine.append((row, "rejected_rows", rejected[row["key"]]))
+        bad_rows = sum(unit.bad_rows for unit in units)
+        good_rows = sum(unit.good_rows for unit in units)
+        stats["rows_quarantined"] = stats.get("rows_quarantined", 0) + bad_rows
+        counts.rows_quarantined += bad_rows
+        rejected_change = None
+        bad_files = [f for unit in units for f in unit.bad_files]
+        if bad_files:
+            rows = self._staged(bad_files, table.contract, QUARANTINE)
+            rejected_change = self._change(table, QUARANTINE, rows=rows, files=None, row_count=bad_rows)
+        files = [f for unit in units for f in unit.files]
+        if target is not None:
+            change = self._change(
+                table, files=files, target=target, row_count=good_rows, quarantine=rejected_change
             )
-        change = TableChange(
-            table=table_name(self.config, *names[1:]),
-            location=silver_location(self.config.lake.root, *names[1:]),
-            contract=read.contract,
-            rows=None if isinstance(good, pa.Table) else good,  # the table's columns in order
-            arrow=good if isinstance(good, pa.Table) else None,
-            replace_keys=_replace_keys(states),
-            row_count=read.checked.num_rows - read.bad_rows,
-            quarantine=rejected,
-        )
-        return PlannedTable(change, states, read.tenant, read.dataset)
+        else:
+            change = self._change(
+                table,
+                rows=self._staged([f.path for f in files], table.contract, SILVER),
+                files=None,
+                replace_keys=_replace_keys(states),
+                row_count=good_rows,
+                quarantine=rejected_change,
+            )
+        return PlannedTable(change, states, table.tenant, table.dataset)
 
-    def _checked_df(self, checked: pa.Table, contract: DatasetContract, batch_id: int) -> DataFrame:
-        """Read rows with their verdicts as a Spark DataFrame (ingest time and batch id added)."""
-        quarantine = silver_columns(contract, QUARANTINE)
-        columns = [
-            (n, t) for n, t in quarantine if n not in ("_ingest_time", "_batch_id", FAILED_EXPECTATIONS)
-        ]
-        columns.insert(len(columns) - len(batch_quality.LINEAGE), (batch_quality.FAILED, "array<string>"))
-        return self._spark_frame(checked, columns, batch_id)
-
-    def _spark_frame(self, table: pa.Table, columns: Sequence[tuple[str, str]], batch_id: int) -> DataFrame:
-        """``columns`` of ``table``, then ``_ingest_time`` and ``_batch_id``, as a Spark DataFrame."""
-        ingest = [
-            F.current_timestamp().alias("_ingest_time"),
-            F.lit(batch_id).cast("bigint").alias("_batch_id"),
-        ]
-        return self.staging.frame(self.spark, table, columns, label=f"batch{batch_id}", extra=ingest)
+    def _staged(self, uris: Sequence[str], contract: DatasetContract, zone: str) -> DataFrame:
+        """Rows the tasks staged, as a DataFrame of the zone's columns (in table order)."""
+        columns = silver_columns(contract, zone)
+        if not uris:
+            return self.spark.createDataFrame([], ", ".join(f"`{n}` {t}" for n, t in columns))
+        frame = self.spark.read.parquet(*uris)
+        return frame.select(*[F.col(f"`{name}`").cast(kind).alias(name) for name, kind in columns])
 
 
 def _replace_keys(states: Sequence[tuple[Row, str]]) -> list[str]:
     """Keys whose rows a change must replace: only objects the ledger knows as live can have rows."""
     return [row["key"] for row, _ in states if row["_l_state"] == ledger.LEDGER_LIVE]
-
-
-def _with_ingest(rows: pa.Table, batch_id: int) -> pa.Table:
-    """``rows`` with ``_ingest_time`` (now) and ``_batch_id`` appended, as the Spark path adds them."""
-    now = datetime.now(UTC)
-    count = rows.num_rows
-    rows = rows.append_column("_ingest_time", pa.array([now] * count, pa.timestamp("us", tz="UTC")))
-    return rows.append_column("_batch_id", pa.array([batch_id] * count, pa.int64()))
-
-
-def _columns(contract: DatasetContract, zone: str) -> list[str]:
-    return [f"`{name}`" for name, _ in silver_columns(contract, zone)]
 
 
 def _judge_read(

@@ -296,8 +296,8 @@ commit_changes = jobs.stream.microbatch.commit_changes
 
 
 def lose(change):
-    if change.arrow is not None:  # a metadata-only append
-        return dataclasses.replace(change, arrow=change.arrow.slice(0, 0), row_count=0)
+    if change.files is not None:  # a metadata-only append of the tasks' data files
+        return dataclasses.replace(change, files=(), row_count=0)
     return dataclasses.replace(change, rows=change.rows.limit(0), row_count=0)
 
 

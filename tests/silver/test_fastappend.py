@@ -11,8 +11,15 @@ import pyarrow as pa
 import pytest
 
 from jobs.contracts import DatasetContract
-from jobs.silver.commit import TableChange, commit_change
-from jobs.silver.fastappend import parquet_compression, supports, write_via_file_io
+from jobs.silver.commit import TableChange, commit_change, ensure_table
+from jobs.silver.fastappend import (
+    parquet_compression,
+    put_local,
+    supports,
+    target_of,
+    write_data_files,
+    write_via_file_io,
+)
 from jobs.silver.snapshots import SNAPSHOT_BATCH_ID, SNAPSHOT_QUERY_ID, holds_no_rows, jvm_of
 from jobs.storage import silver_location, silver_table_name
 from tests.silver.test_silver import BUCKET, ORDERS, QUERY, SCHEMA, read_table
@@ -56,15 +63,24 @@ def rows(specs: list[tuple[int, dt.datetime | None, str]]) -> pa.Table:
     return pa.Table.from_pylist(records, schema=ARROW)
 
 
-def arrow_change(tenant: str, table: pa.Table) -> TableChange:
-    return TableChange(
+def arrow_change(spark: Any, tenant: str, table: pa.Table) -> TableChange:
+    """The change a task's data files make: the table created, ``table`` written as its files."""
+    empty = TableChange(
         table=silver_table_name("silverline", BUCKET, tenant, "orders"),
         location=silver_location("file:///unused/", BUCKET, tenant, "orders"),
         contract=ORDERS,
         rows=None,
         replace_keys=[],
-        arrow=table,
+        files=(),
     )
+    return files_change(spark, empty, table)
+
+
+def files_change(spark: Any, empty: TableChange, table: pa.Table) -> TableChange:
+    ensure_table(spark, empty)
+    target = target_of(spark, empty.table)
+    files = write_data_files(table, target, put_local)
+    return TableChange(**{**empty.__dict__, "files": files, "target": target})
 
 
 def data_files(spark: Any, table: str) -> list[Any]:
@@ -81,7 +97,7 @@ def test_appended_files_follow_the_partition_spec_and_read_back_exactly(spark: A
          (3, None, "t/raw/orders/b.csv"), (4, before_1970, "t/raw/orders/b.csv"),
          (5, day, "t/raw/orders/b.csv")]
     )  # fmt: skip
-    change = arrow_change("fast-days", table)
+    change = arrow_change(spark, "fast-days", table)
     result = commit_change(spark, change, batch_id=7, query_id=QUERY)
 
     assert (result.status, result.rows_written) == ("committed", 5)
@@ -103,7 +119,7 @@ def test_appended_files_follow_the_partition_spec_and_read_back_exactly(spark: A
 
 def test_a_replayed_fast_append_is_skipped_and_a_later_merge_replaces_its_rows(spark: Any) -> None:
     first = arrow_change(
-        "fast-replay", rows([(1, EVENT, "t/raw/orders/a.csv"), (2, EVENT, "t/raw/orders/b.csv")])
+        spark, "fast-replay", rows([(1, EVENT, "t/raw/orders/a.csv"), (2, EVENT, "t/raw/orders/b.csv")])
     )
     assert commit_change(spark, first, batch_id=3, query_id=QUERY).status == "committed"
     again = commit_change(spark, first, batch_id=3, query_id=QUERY)
@@ -150,9 +166,10 @@ def test_a_fast_append_into_a_table_of_other_partitions_and_a_missing_column_is_
             "_batch_id": pa.array([1, 1, 1], pa.int64()),
         }
     )
-    change = TableChange(
-        table=name, location="file:///unused/", contract=hourly, rows=None, replace_keys=[], arrow=table
+    empty = TableChange(
+        table=name, location="file:///unused/", contract=hourly, rows=None, replace_keys=[], files=()
     )
+    change = files_change(spark, empty, table)
     assert commit_change(spark, change, batch_id=1, query_id=QUERY).status == "committed"
     parts = {
         (f["partition"]["order_ts_hour"], str(f["partition"]["snapshot_date"])): f["record_count"]
@@ -160,16 +177,8 @@ def test_a_fast_append_into_a_table_of_other_partitions_and_a_missing_column_is_
     }
     hour = int(ts.timestamp() // 3600)
     assert parts == {(hour, "2024-03-01"): 1, (hour + 1, "2024-03-01"): 1, (hour, "None"): 1}
-    stray = TableChange(
-        table=name,
-        location="file:///unused/",
-        contract=hourly,
-        rows=None,
-        replace_keys=[],
-        arrow=table.append_column("not_in_table", pa.array(["x"] * 3)),
-    )
-    with pytest.raises(ValueError, match="no column 'not_in_table'"):  # named; nothing committed
-        commit_change(spark, stray, batch_id=2, query_id=QUERY)
+    with pytest.raises(ValueError, match="no column 'not_in_table'"):  # named; nothing written
+        files_change(spark, empty, table.append_column("not_in_table", pa.array(["x"] * 3)))
     assert spark.sql(f"SELECT count(*) AS n FROM {name}").first()["n"] == 3
 
 
@@ -181,7 +190,7 @@ def test_only_supported_contracts_take_the_fast_path_and_changes_hold_one_kind_o
     with pytest.raises(ValueError, match="not both"):
         TableChange(table="t", location="l", contract=ORDERS, rows=None, replace_keys=[])
     with pytest.raises(ValueError, match="only for plain silver appends"):
-        TableChange(table="t", location="l", contract=ORDERS, rows=None, replace_keys=["k"], arrow=rows([]))
+        TableChange(table="t", location="l", contract=ORDERS, rows=None, replace_keys=["k"], files=())
     assert SCHEMA  # the DataFrame path's schema is the same table's
     codec = "write.parquet.compression-codec"
     assert (parquet_compression({}), parquet_compression({codec: "UNCOMPRESSED"})) == ("zstd", "none")

@@ -14,13 +14,13 @@ from pyspark.sql import functions as F
 from jobs.config import SilverlineConfig, load_config
 from jobs.contracts import load_contracts
 from jobs.events.spark import parse_events, with_foreign_buckets_rejected
-from jobs.objects.reader import ObjectReader
 from jobs.session import catalog_settings
 from jobs.stream.microbatch import BatchWriter
 from jobs.stream.ops import ensure_ops_tables, ops_table
 from jobs.stream.query import BRONZE_SCHEMA, with_dedupe_key
 from tests import streamkit as kit
 from tests.lakegen import Lake
+from tests.s3deny import DenyingS3Proxy
 
 ORDERS = ["order_id", "customer_id", "amount", "currency", "order_ts"]
 
@@ -31,13 +31,11 @@ class Harness:
     config: SilverlineConfig
     lake: Lake
     lake_dir: Path
-    reader: ObjectReader | None = None
 
     def writer(self, query_id: str) -> BatchWriter:
         """A new writer on this lake, as a (re)started job builds it."""
         contracts = load_contracts(self.config.stream.datasets_file)
-        reader = self.reader or ObjectReader(self.config.objects_root)
-        writer = BatchWriter(self.spark, self.config, contracts, reader)
+        writer = BatchWriter(self.spark, self.config, contracts)
         writer.query_id = query_id
         return writer
 
@@ -83,14 +81,14 @@ def harness(make_harness: Callable[..., Harness]) -> Harness:
 
 @pytest.fixture
 def make_harness(spark: Any, tmp_path: Path) -> Iterator[Callable[..., Harness]]:
-    """Build a harness: ``make_harness(bucket=..., reader=..., **config section overrides)``.
+    """Build a harness: ``make_harness(bucket=..., **config section overrides)``.
 
     Each gets its own silver and ops catalogs (registered on the session for the test,
     then removed), so no test sees another's ledger, retry or held tables.
     """
     registered: list[str] = []
 
-    def make(bucket: str = "demo-lake", reader: ObjectReader | None = None, **overrides: Any) -> Harness:
+    def make(bucket: str = "demo-lake", **overrides: Any) -> Harness:
         lake_dir = tmp_path / "lake"
         lake_dir.mkdir(exist_ok=True)
         catalog = f"xo{uuid.uuid4().hex[:8]}"
@@ -108,8 +106,16 @@ def make_harness(spark: Any, tmp_path: Path) -> Iterator[Callable[..., Harness]]
             registered.append(key)
         spark.sql(f"SHOW NAMESPACES IN {catalog}").collect()  # loaded here: commit threads find it
         ensure_ops_tables(spark, config)
-        return Harness(spark, config, Lake(lake_dir, bucket=bucket), lake_dir, reader)
+        return Harness(spark, config, Lake(lake_dir, bucket=bucket), lake_dir)
 
     yield make
     for key in registered:
         spark.conf.unset(key)
+
+
+@pytest.fixture
+def s3_proxy(moto_endpoint: str) -> Iterator[DenyingS3Proxy]:
+    """moto's S3 behind a proxy that can refuse to serve chosen objects (AccessDenied)."""
+    proxy = DenyingS3Proxy(moto_endpoint).start()
+    yield proxy
+    proxy.stop()

@@ -10,15 +10,18 @@ from the objects the test wrote (tests/lakegen.py's oracle), never from the job.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from jobs.stream import ledger
 from jobs.stream.ops import ops_table
 from jobs.stream.ops_writer import EVENT_FIELDS, OpsWriter
+from tests.s3deny import DenyingS3Proxy
 from tests.stream.conftest import Harness
 
 pytestmark = pytest.mark.spark
@@ -160,27 +163,22 @@ def test_a_writer_that_lost_the_lease_commits_nothing(harness: Harness) -> None:
 
 
 def test_an_object_s3_refuses_to_serve_fails_only_its_table_and_is_parked_with_the_code(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    make_harness: Callable[..., Harness], s3_proxy: DenyingS3Proxy
 ) -> None:
     """R10: AccessDenied on one tenant's object (a KMS key the job may not use) must not fail the
     batch, which the restart would replay forever; the other tenants commit, the object is
-    retried, then parked with S3's error code."""
-    from botocore.exceptions import ClientError
-
-    from jobs.objects import reader as reader_module
-
+    retried, then parked with S3's error code. The objects are in moto's S3, read by the
+    job's tasks through a proxy that refuses to serve the one object, as S3 would."""
+    bucket = f"deny-{uuid.uuid4().hex[:10]}"
+    harness = make_harness(bucket=bucket, lake={"objects_root": "s3://"}, aws={"endpoint_url": s3_proxy.url})
+    s3 = boto3.client("s3", endpoint_url=s3_proxy.url, region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
     lake = harness.lake
     denied_key = lake.put("acme", "orders", "kms.csv", rows=3, tag=41)
-    lake.put("globex", "orders", "g.csv", rows=2, tag=42)
-    real_read_file = reader_module.read_file
-
-    def read_file(path: str, key: str, *args: Any, **kwargs: Any) -> bytes:
-        if key == denied_key:  # what get_object raises for an object under a KMS key it may not use
-            error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
-            raise ClientError(error, "GetObject")  # type: ignore[arg-type]
-        return real_read_file(path, key, *args, **kwargs)
-
-    monkeypatch.setattr(reader_module, "read_file", read_file)
+    good_key = lake.put("globex", "orders", "g.csv", rows=2, tag=42)
+    for key in (denied_key, good_key):
+        s3.put_object(Bucket=bucket, Key=key, Body=lake.path(key).read_bytes())
+    s3_proxy.deny(bucket, denied_key)
     writer = harness.writer("query-1")
     writer(harness.batch(lake.messages), 0)  # no exception: the batch goes through
 

@@ -19,9 +19,9 @@ from typing import Any
 import boto3
 import pytest
 
-from jobs.objects.reader import ObjectReader
 from tests import streamkit as kit
 from tests.lakegen import Lake
+from tests.s3deny import DenyingS3Proxy
 from tests.stream.conftest import Harness
 
 pytestmark = pytest.mark.spark
@@ -72,19 +72,15 @@ def silver_versions(h: Harness) -> set[str]:
 
 
 def versioned_lake(
-    make_harness: Callable[..., Harness], moto_endpoint: str, **overrides: Any
+    make_harness: Callable[..., Harness], endpoint: str, **overrides: Any
 ) -> tuple[Any, str, Harness]:
-    """A new versioned bucket in moto's S3, and a harness whose reader and lake use it."""
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    """A new versioned bucket in moto's S3, and a harness whose job reads it through ``endpoint``."""
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     bucket = f"ver-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     h = make_harness(
-        bucket=bucket,
-        reader=ObjectReader("s3://", s3_client=s3),
-        lake={"objects_root": "s3://"},
-        aws={"endpoint_url": moto_endpoint},
-        **overrides,
+        bucket=bucket, lake={"objects_root": "s3://"}, aws={"endpoint_url": endpoint}, **overrides
     )
     return s3, bucket, h
 
@@ -131,33 +127,23 @@ def test_silver_follows_the_current_version_of_a_versioned_object(
 
 
 def test_an_older_event_redriven_later_never_applies_over_a_parked_newer_one(
-    make_harness: Callable[..., Harness], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+    make_harness: Callable[..., Harness], s3_proxy: DenyingS3Proxy
 ) -> None:
     """The newest event of an object is parked (its version could not be read); an older event
     of the same object, redriven later from the DLQ, must not put the older version in silver:
     the parked event's sequencer is remembered (R4). Redriving the parked event applies it."""
-    from botocore.exceptions import ClientError
-
-    from jobs.objects import reader as reader_module
-
-    s3, bucket, h = versioned_lake(make_harness, moto_endpoint, stream={"max_attempts": 1})
+    s3, bucket, h = versioned_lake(make_harness, s3_proxy.url, stream={"max_attempts": 1})
     content = Lake(h.lake_dir, bucket=bucket)
     old_rows, new_rows = content.orders_rows(3, 61), content.orders_rows(2, 62)
     obj = VersionedObject(s3, bucket)
     _, put_old = obj.put(Lake.orders_csv(old_rows))
     newest, put_new = obj.put(Lake.orders_csv(new_rows))
-    real_get_object = reader_module.get_object
-
-    def get_object(client: Any, uri: str, version_id: str | None, *args: Any, **kwargs: Any) -> Any:
-        if version_id == newest:  # e.g. a KMS key the job could not use at the time
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "GetObject")  # type: ignore[arg-type]
-        return real_get_object(client, uri, version_id, *args, **kwargs)
-
-    monkeypatch.setattr(reader_module, "get_object", get_object)
+    s3_proxy.deny(bucket, KEY, newest)  # e.g. a KMS key the job could not use at the time
     writer = h.writer("query-1")
     writer(h.batch([put_new]), 0)
     assert [r["version_id"] for r in h.ops_rows("parked")] == [newest]
-    monkeypatch.setattr(reader_module, "get_object", real_get_object)
+    assert s3_proxy.refused[KEY] >= 1
+    s3_proxy.allow(bucket, KEY, newest)
 
     writer(h.batch([put_old]), 1)  # the older event, redriven from the DLQ
     assert h.silver("acme") == []

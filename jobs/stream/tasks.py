@@ -1,0 +1,311 @@
+"""Per-object work in Spark tasks: fetch, decode, check and write the rows of a batch's objects.
+
+The driver plans (:mod:`jobs.stream.plan`): which objects each tenant table reads,
+and where its rows go. It packs those reads into *bins*, one Spark task each
+(:func:`pack`), and runs :func:`run_bin` on the executors. A task:
+
+1. reads its objects with one :class:`jobs.objects.reader.ObjectReader` (one S3
+   client per task; the reader's limits bound each object, R11);
+2. validates its rows with great-expectations, one call per dataset and suite
+   (:func:`jobs.quality.batch.check`), which gives every row its verdict;
+3. writes the good rows of a plain append as Parquet data files straight into the
+   tenant table's data location (:func:`jobs.silver.fastappend.write_data_files`),
+   and the good rows of a replacement and the bad rows as staged Parquet files for
+   the driver's MERGE;
+4. returns, per tenant table, what happened to each object, the files it wrote and
+   its counts, and its validation results without the per-row lists.
+
+No row reaches the driver: only outcomes, file names and counts. A read that raises
+(storage refusing to serve, R10) fails its unit only; the other units of the task
+go on, and the driver sends that table's events to the retry table.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
+
+from jobs.config import SilverlineConfig
+from jobs.contracts import DatasetContract
+from jobs.objects.reader import ObjectReader, ObjectRef, ReadOutcome
+from jobs.quality import batch as batch_quality
+from jobs.quality.split import FAILED_COLUMN, FAILED_EXPECTATIONS_COLUMN
+from jobs.silver.commit import one_line, silver_columns
+from jobs.silver.fastappend import FileTarget, WrittenFile, put_local, write_data_files
+from jobs.storage import QUARANTINE
+
+if TYPE_CHECKING:
+    from great_expectations import ExpectationSuite
+
+    from jobs.quality.verdicts import RowVerdicts
+
+log = logging.getLogger(__name__)
+
+# A unit is one tenant table's objects read by one task: at most this many objects and bytes.
+UNIT_OBJECTS = 1000
+UNIT_BYTES = 64 << 20
+# A task takes units up to about this many bytes before another task is started.
+BIN_BYTES = 256 << 20
+# What an object of unknown size (a re-read of the current version) is taken to weigh.
+_OBJECT_WEIGHT = 64 << 10
+
+
+@dataclass(frozen=True)
+class ReadUnit:
+    """Objects of one tenant table, read by one task.
+
+    Attributes:
+        table: The tenant table.
+        bucket: The bucket.
+        tenant: The tenant.
+        dataset: The dataset.
+        contract: The contract as it applies to the tenant.
+        refs: The object versions to read; ``current`` marks a read of whatever version is
+            current now (a removal that named one version, R5).
+        target: The table's data files target for a plain append; None: the good rows are
+            staged for a MERGE that replaces the objects' old rows.
+    """
+
+    table: str
+    bucket: str
+    tenant: str
+    dataset: str
+    contract: DatasetContract
+    refs: tuple[tuple[ObjectRef, bool], ...]
+    target: FileTarget | None
+
+    @property
+    def weight(self) -> int:
+        """Bytes to read (known sizes; a nominal size for the others)."""
+        return sum(ref.size if ref.size is not None else _OBJECT_WEIGHT for ref, _ in self.refs)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What every task of a batch needs besides its units (sent with the tasks).
+
+    Attributes:
+        config: The job configuration (objects root, S3 settings, reader limits, ops root).
+        suites: The expectation suites the batch's contracts name, by name.
+        batch_id: The micro-batch id (``_batch_id`` of the rows).
+        ingest_time: The rows' ``_ingest_time`` (one per batch).
+        staging_uri: Where staged files go (``<ops_root>staging/``).
+    """
+
+    config: SilverlineConfig
+    suites: Mapping[str, ExpectationSuite]
+    batch_id: int
+    ingest_time: datetime
+    staging_uri: str
+
+
+@dataclass
+class UnitResult:
+    """What one unit's task made of its objects.
+
+    Attributes:
+        table: The tenant table.
+        error: Why the unit could not be read (its table's events are retried), else None.
+        outcomes: One per ref, in order (the ref as served: version and eTag of a current read).
+        files: Data files (plain append) or staged files of the good rows (MERGE).
+        bad_files: Staged files of the bad rows (for the quarantine table).
+        good_rows: Rows in ``files``.
+        bad_rows: Rows in ``bad_files``.
+        rejected: Objects quarantined whole (``reject_file``), with a summary of why.
+    """
+
+    table: str
+    error: str | None = None
+    outcomes: list[ReadOutcome] = field(default_factory=list)
+    files: list[WrittenFile] = field(default_factory=list)
+    bad_files: list[str] = field(default_factory=list)
+    good_rows: int = 0
+    bad_rows: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BinResult:
+    """What one task returns: its units' results, its validation results and where its time went."""
+
+    units: list[UnitResult]
+    verdicts: list[RowVerdicts]
+    seconds: dict[str, float]
+
+
+def pack(units: Sequence[ReadUnit], parallelism: int) -> list[list[ReadUnit]]:
+    """Pack units into bins, one Spark task each: small reads together, large ones spread.
+
+    At least ``parallelism`` bins when there are that many units (every core gets work),
+    more when the bytes call for it; heaviest units first, each into the lightest bin.
+
+    Args:
+        units: The batch's units.
+        parallelism: Tasks the cluster runs at once (``defaultParallelism``).
+
+    Returns:
+        The non-empty bins.
+    """
+    if not units:
+        return []
+    total = sum(unit.weight for unit in units)
+    count = min(len(units), max(1, parallelism, math.ceil(total / BIN_BYTES)))
+    bins: list[list[ReadUnit]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for unit in sorted(units, key=lambda u: (-u.weight, u.table)):
+        lightest = loads.index(min(loads))
+        bins[lightest].append(unit)
+        loads[lightest] += unit.weight
+    return [b for b in bins if b]
+
+
+def split_refs(refs: Sequence[tuple[ObjectRef, bool]]) -> list[tuple[tuple[ObjectRef, bool], ...]]:
+    """One table's refs in chunks of at most :data:`UNIT_OBJECTS` objects and about :data:`UNIT_BYTES`."""
+    chunks: list[tuple[tuple[ObjectRef, bool], ...]] = []
+    current: list[tuple[ObjectRef, bool]] = []
+    weight = 0
+    for item in refs:
+        size = item[0].size if item[0].size is not None else _OBJECT_WEIGHT
+        if current and (len(current) >= UNIT_OBJECTS or weight + size > UNIT_BYTES):
+            chunks.append(tuple(current))
+            current, weight = [], 0
+        current.append(item)
+        weight += size
+    if current:
+        chunks.append(tuple(current))
+    return chunks
+
+
+def run_bins(spec: TaskSpec, bins: Iterable[Sequence[ReadUnit]]) -> Iterator[BinResult]:
+    """The task function: every bin of a partition (one, as :func:`pack` plans them)."""
+    for units in bins:
+        yield run_bin(spec, units)
+
+
+def run_bin(spec: TaskSpec, units: Sequence[ReadUnit]) -> BinResult:
+    """Read, check and write one bin of units (see the module docstring)."""
+    seconds = {"read": 0.0, "validate": 0.0, "write": 0.0}
+    config = spec.config
+    started = time.perf_counter()
+    reader = ObjectReader(
+        config.objects_root,
+        s3_client=_s3_client(config),
+        max_workers=config.stream.read_threads,
+        max_object_bytes=config.stream.max_object_bytes,
+        max_decompressed_bytes=config.stream.max_decompressed_bytes,
+        max_row_bytes=config.stream.max_row_bytes,
+    )
+    results: list[UnitResult] = []
+    reads: list[tuple[batch_quality.TableRead, UnitResult, ReadUnit]] = []
+    for unit in units:
+        result = UnitResult(unit.table)
+        results.append(result)
+        try:
+            table, outcomes = reader.read([ref for ref, _ in unit.refs], unit.contract)
+        except Exception as exc:  # R10: this table's change fails, not the batch
+            result.error = f"read failed: {one_line(exc)}"
+            log.warning("%s: %s (%d objects to retry)", unit.table, result.error, len(unit.refs))
+            continue
+        result.outcomes = outcomes
+        read = batch_quality.TableRead(unit.bucket, unit.tenant, unit.dataset, unit.contract, table)
+        reads.append((read, result, unit))
+    seconds["read"] = time.perf_counter() - started
+    started = time.perf_counter()
+    verdicts = batch_quality.check([read for read, _, _ in reads], spec.suites)
+    seconds["validate"] = time.perf_counter() - started
+    started = time.perf_counter()
+    writer = _Writer(spec)
+    for read, result, unit in reads:
+        try:
+            _write(read, result, unit, spec, writer)
+        except Exception as exc:  # e.g. the table's location refusing the write: retried
+            result.error = f"write failed: {one_line(exc)}"
+            log.warning("%s: %s", unit.table, result.error)
+    seconds["write"] = time.perf_counter() - started
+    stripped = [_without_rows(v) for v in verdicts]
+    return BinResult(results, stripped, {k: round(s, 3) for k, s in seconds.items()})
+
+
+def _write(
+    read: batch_quality.TableRead, result: UnitResult, unit: ReadUnit, spec: TaskSpec, writer: _Writer
+) -> None:
+    """Write a checked read's good and bad rows; note the rejected objects."""
+    assert read.checked is not None  # set by batch_quality.check
+    good, bad = batch_quality.split_checked(read.checked)
+    silver = [n for n, _ in silver_columns(unit.contract) if n not in ("_ingest_time", "_batch_id")]
+    good = _with_ingest(good.select(silver), spec)
+    if unit.target is not None:
+        result.files = write_data_files(good, unit.target, writer.put)
+    else:
+        result.files = [WrittenFile(writer.stage(good, spec.batch_id), 0, good.num_rows, None)]
+    result.good_rows = good.num_rows
+    if bad.num_rows:
+        names = [
+            n for n, _ in silver_columns(unit.contract, QUARANTINE) if n not in ("_ingest_time", "_batch_id")
+        ]
+        bad = bad.rename_columns(
+            [FAILED_EXPECTATIONS_COLUMN if n == FAILED_COLUMN else n for n in bad.column_names]
+        )
+        result.bad_files = [writer.stage(_with_ingest(bad.select(names), spec), spec.batch_id)]
+        result.bad_rows = bad.num_rows
+    result.rejected = {key: batch_quality.quarantine_summary(read, key) for key in sorted(read.rejected_keys)}
+
+
+def _with_ingest(rows: pa.Table, spec: TaskSpec) -> pa.Table:
+    """``rows`` with ``_ingest_time`` and ``_batch_id`` appended, the batch's values."""
+    count = rows.num_rows
+    moment = pa.array([spec.ingest_time] * count, pa.timestamp("us", tz="UTC"))
+    rows = rows.append_column("_ingest_time", moment)
+    return rows.append_column("_batch_id", pa.array([spec.batch_id] * count, pa.int64()))
+
+
+def _without_rows(verdicts: RowVerdicts) -> RowVerdicts:
+    """The verdicts without their per-row lists (the rows' verdicts stayed with the rows)."""
+    from dataclasses import replace
+
+    return replace(verdicts, failed=[])
+
+
+class _Writer:
+    """Writes a task's files: local paths directly, ``s3://`` through one S3 client."""
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self._spec = spec
+        self._s3: Any = None
+
+    def put(self, uri: str, data: bytes) -> None:
+        if uri.startswith("file:"):
+            put_local(uri, data)
+            return
+        if not uri.startswith("s3://"):
+            raise ValueError(f"cannot write {uri!r}: expected file: or s3://")
+        if self._s3 is None:
+            self._s3 = _s3_client(self._spec.config, force=True)
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        self._s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def stage(self, rows: pa.Table, batch_id: int) -> str:
+        """Write ``rows`` as a staged Parquet file; returns its location."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(rows, sink, compression="none")  # transient: read once by the MERGE
+        uri = f"{self._spec.staging_uri}batch{batch_id}-{uuid.uuid4().hex}.parquet"
+        self.put(uri, sink.getvalue().to_pybytes())
+        return uri
+
+
+def _s3_client(config: SilverlineConfig, *, force: bool = False) -> Any:
+    """The task's S3 client: for an ``s3://`` objects root (or ``force``), else None."""
+    if not force and not config.objects_root.startswith("s3:"):
+        return None
+    from jobs.bridge.landing import s3_client_for
+
+    return s3_client_for(config)
