@@ -249,7 +249,9 @@ class Planner:
                 by_table[unit.table].append(unit)
             for phase, value in output.seconds.items():
                 seconds[phase] += value
-        log.debug("batch %d: %d objects in %d tasks: %s", batch_id, objects, len(bins), dict(seconds))
+        log.info(
+            "batch %d: %d objects in %d tasks, task seconds %s", batch_id, objects, len(bins), dict(seconds)
+        )
         return by_table, [v for output in outputs for v in output.verdicts], dict(seconds)
 
     def _planned(
