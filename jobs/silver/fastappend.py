@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
@@ -286,12 +287,18 @@ def _partitions(rows: pa.Table, target: FileTarget) -> list[tuple[list[str | Non
     keys = pc.binary_join_element_wise(
         *[pc.fill_null(c, "\x00null") for c in columns], "\x1f", null_handling="replace"
     )
+    # One sort by partition, then each partition is a contiguous slice (no mask per partition).
+    encoded = pc.dictionary_encode(keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys)
+    order = pc.sort_indices(encoded.indices)
+    ordered = rows.take(order)
+    sorted_codes = encoded.indices.take(order).to_numpy(zero_copy_only=False)
+    starts = [0, *(np.flatnonzero(np.diff(sorted_codes)) + 1).tolist()]
+    ends = [*starts[1:], len(sorted_codes)]
+    first_rows = order.to_numpy(zero_copy_only=False)[starts]
     parts: list[tuple[list[str | None] | None, pa.Table]] = []
-    for key in pc.unique(keys).to_pylist():
-        mask = pc.equal(keys, pa.scalar(key, pa.string()))
-        first = pc.index(keys, key).as_py()
+    for start, end, first in zip(starts, ends, first_rows.tolist(), strict=True):
         values = [c[first].as_py() for c in columns]
-        parts.append((values, rows.filter(mask)))
+        parts.append((values, ordered.slice(start, end - start)))
     return parts
 
 
