@@ -359,6 +359,34 @@ def _plot(name: str, results: Path, draw: Callable[[Any], None], *, size: tuple[
     return name
 
 
+def section_cores(results: Path, plots: list[str]) -> str:
+    """(i) The same backlog on one core and on two: the per-object work runs in Spark tasks."""
+    out = ["## (i) One core against two: the per-object work in Spark tasks"]
+    cores = load(results, "stream_e2e_cores")
+    if not cores:
+        return out[0] + "\n\nNot run yet."
+    out.append(provenance(cores))
+    out.append(
+        "The same backlog drained by `silverline stream --no-bridge --trigger available-now`, once per "
+        "Spark master, one after the other. `read + validate` is the batches' time in the stage whose "
+        "tasks read, check and write the objects."
+    )
+    rows = []
+    for master, run in cores["runs"].items():
+        phases = run["phase_seconds"]
+        read = round(phases.get("read", 0) + phases.get("validate", 0), 2)
+        rows.append([master, run["applied_events"], run["batches"], run["batch_seconds"],
+                     run["events_per_s_in_batches"], read, run["wall_seconds_incl_jvm_start"]])  # fmt: skip
+    header = ["master", "events", "batches", "batch s", "events/s in batches", "read + validate s", "wall s"]
+    out.append(table(header, rows))
+    ratio = next(v for k, v in cores.items() if k.startswith("ratio_"))
+    out.append(
+        f"Two cores against one: {ratio['events_per_s_in_batches']}x the events/s in batches, "
+        f"{ratio['read_and_validate_seconds']}x faster read + validate."
+    )
+    return "\n\n".join(out)
+
+
 SECTIONS: tuple[Callable[[Path, list[str]], str], ...] = (
     section_e2e,
     section_bridge,
@@ -368,6 +396,7 @@ SECTIONS: tuple[Callable[[Path, list[str]], str], ...] = (
     section_parse,
     section_judge,
     section_appends,
+    section_cores,
 )
 
 

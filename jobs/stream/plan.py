@@ -234,12 +234,13 @@ class Planner:
         context.setJobDescription(
             f"silverline batch {batch_id}: read {objects} objects of {len(tables)} tables"
         )
+
+        def run(some: list[list[tasks.ReadUnit]]) -> list[tasks.BinResult]:
+            job = context.parallelize(some, len(some)).mapPartitions(lambda part: tasks.run_bins(spec, part))
+            return job.collect()
+
         try:
-            outputs = (
-                context.parallelize(bins, len(bins))
-                .mapPartitions(lambda part: tasks.run_bins(spec, part))
-                .collect()
-            )
+            outputs = tasks.run_isolated(run, bins)
         finally:
             context.setJobDescription(None)  # type: ignore[arg-type]
         by_table: dict[str, list[UnitResult]] = defaultdict(list)

@@ -26,7 +26,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -220,11 +220,13 @@ def run_bin(spec: TaskSpec, units: Sequence[ReadUnit]) -> BinResult:
         reads.append((read, result, unit))
     seconds["read"] = time.perf_counter() - started
     started = time.perf_counter()
-    verdicts = batch_quality.check([read for read, _, _ in reads], spec.suites)
+    verdicts = _check(reads, spec)
     seconds["validate"] = time.perf_counter() - started
     started = time.perf_counter()
     writer = _Writer(spec)
     for read, result, unit in reads:
+        if result.error is not None:
+            continue
         try:
             _write(read, result, unit, spec, writer)
         except Exception as exc:  # e.g. the table's location refusing the write: retried
@@ -233,6 +235,61 @@ def run_bin(spec: TaskSpec, units: Sequence[ReadUnit]) -> BinResult:
     seconds["write"] = time.perf_counter() - started
     stripped = [_without_rows(v) for v in verdicts]
     return BinResult(results, stripped, {k: round(s, 3) for k, s in seconds.items()})
+
+
+def _check(
+    reads: Sequence[tuple[batch_quality.TableRead, UnitResult, ReadUnit]], spec: TaskSpec
+) -> list[RowVerdicts]:
+    """Validate the reads, one call per dataset and suite; a call that raises fails only its units."""
+    groups: dict[tuple[str, str | None], list[tuple[batch_quality.TableRead, UnitResult]]] = {}
+    for read, result, unit in reads:
+        groups.setdefault((unit.dataset, unit.contract.expectations), []).append((read, result))
+    verdicts: list[RowVerdicts] = []
+    for (dataset, _), members in groups.items():
+        try:
+            verdicts.extend(batch_quality.check([read for read, _ in members], spec.suites))
+        except Exception as exc:  # R10: retried (then parked) with the reason, the others go on
+            error = f"validate failed: {one_line(exc)}"
+            log.warning("%s: %s (%d tables to retry)", dataset, error, len(members))
+            for _, result in members:
+                result.error = error
+    return verdicts
+
+
+def run_isolated(
+    run: Callable[[list[list[ReadUnit]]], list[BinResult]], bins: list[list[ReadUnit]]
+) -> list[BinResult]:
+    """Run the bins in one Spark job; if the job fails, each table alone, so only failing tables fail.
+
+    A task that dies (a Python worker killed for its memory, a crash in a native decoder)
+    fails the whole job. Rather than failing the batch, which would be replayed into the
+    same failure, each table's units are then run as a job of their own: a table whose job
+    fails again gets the error (its events are retried, then parked), the others go on (R10).
+
+    Args:
+        run: Runs bins as one Spark job and returns their results.
+        bins: The batch's bins.
+
+    Returns:
+        The results.
+    """
+    try:
+        return run(bins)
+    except Exception as exc:
+        log.warning("the read stage failed (%s): reading each table on its own", one_line(exc))
+    by_table: dict[str, list[ReadUnit]] = {}
+    for units in bins:
+        for unit in units:
+            by_table.setdefault(unit.table, []).append(unit)
+    results: list[BinResult] = []
+    for table, units in by_table.items():
+        try:
+            results.extend(run([units]))
+        except Exception as exc:
+            error = f"read failed: {one_line(exc)}"
+            log.warning("%s: %s", table, error)
+            results.append(BinResult([UnitResult(unit.table, error=error) for unit in units], [], {}))
+    return results
 
 
 def _write(

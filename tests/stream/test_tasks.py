@@ -1,14 +1,24 @@
-"""How a batch's reads are cut into units and packed into Spark tasks (pure planning, no Spark)."""
+"""A batch's reads: cut into units, packed into Spark tasks, and what a task does when parts fail.
+
+No Spark here: the task function runs in this process, and a stand-in plays the Spark job
+where the test is what happens when that job fails.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
 import pytest
 
 from jobs.contracts import load_contracts
 from jobs.objects.reader import ObjectRef
 from jobs.stream import tasks
-from jobs.stream.tasks import ReadUnit, pack, split_refs
+from jobs.stream.tasks import BinResult, ReadUnit, UnitResult, pack, split_refs
 from tests import streamkit as kit
+from tests.lakegen import Lake
 
 pytestmark = pytest.mark.unit
 
@@ -55,3 +65,72 @@ def test_large_units_are_spread_over_more_tasks_than_cores() -> None:
     assert max(len([u for u in b if u.table.startswith("h")]) for b in bins) == 2
     current = unit("c", None)  # a re-read of the current version: size unknown, a nominal weight
     assert current.weight > 0
+
+
+def failing_runner(bad_table: str, calls: list[list[str]]) -> Any:
+    """A stand-in for the Spark job: it fails whenever a bin holds ``bad_table``'s units."""
+
+    def run(bins: list[list[ReadUnit]]) -> list[BinResult]:
+        calls.append(sorted(u.table for b in bins for u in b))
+        if any(u.table == bad_table for b in bins for u in b):
+            raise RuntimeError("Python worker exited unexpectedly (crashed)")
+        return [BinResult([UnitResult(u.table) for u in b], [], {}) for b in bins]
+
+    return run
+
+
+def test_a_failed_read_stage_fails_only_the_tables_that_fail_again_on_their_own() -> None:
+    bins = pack([unit("good1", 10), unit("bad", 10), unit("good2", 10), unit("bad", 20)], parallelism=2)
+    calls: list[list[str]] = []
+    results = tasks.run_isolated(failing_runner("bad", calls), bins)
+    by_table: dict[str, list[str | None]] = {}
+    for result in results:
+        for each in result.units:
+            by_table.setdefault(each.table, []).append(each.error)
+    assert by_table["good1"] == [None] and by_table["good2"] == [None]
+    assert by_table["bad"] == ["read failed: RuntimeError: Python worker exited unexpectedly (crashed)"] * 2
+    assert calls[0] == ["bad", "bad", "good1", "good2"]  # the whole stage first, then each table alone
+    assert sorted(calls[1:]) == [["bad", "bad"], ["good1"], ["good2"]]
+    calls.clear()
+    assert len(tasks.run_isolated(failing_runner("none", calls), bins)) == len(bins) and len(calls) == 1
+
+
+def test_a_validation_that_raises_fails_only_its_datasets_units(tmp_path: Path) -> None:
+    """In one task: the orders unit's check raises (a key column the rows lack); clicks still land."""
+    from jobs.config import load_config
+    from jobs.quality.suites import load_suite
+
+    lake = Lake(tmp_path / "lake", bucket="b")
+    orders_key = lake.put("acme", "orders", "a.csv", rows=3)
+    clicks_key = lake.put("acme", "clicks", "c.jsonl", rows=4)
+    contracts = load_contracts(kit.PROJECT / "conf" / "datasets.yaml")
+    broken = contracts["orders"].model_copy(update={"primary_key": ("no_such_column",)})
+    config = load_config(
+        kit.PROJECT / "conf" / "local.yaml", environ={}, overrides={"lake": {"root": str(tmp_path / "lake")}}
+    )
+    units = [
+        ReadUnit("t.orders", "b", "acme", "orders", broken, (ref_of(orders_key),), None),
+        ReadUnit(
+            "t.clicks", "b", "acme", "clicks", contracts["clicks"], (ref_of(clicks_key, "clicks"),), None
+        ),
+    ]
+    suites = {
+        name: load_suite(name, kit.PROJECT / "conf" / "expectations")
+        for name in {u.contract.expectations for u in units if u.contract.expectations}
+    }
+    staging = (tmp_path / "staging").as_uri() + "/"
+    spec = tasks.TaskSpec(config, suites, 3, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), staging)
+
+    result = tasks.run_bin(spec, units)
+
+    orders, clicks = result.units
+    assert orders.error is not None and orders.error.startswith("validate failed: ValueError")
+    assert "no_such_column" in orders.error and orders.files == []
+    assert (clicks.error, clicks.good_rows, [o.status for o in clicks.outcomes]) == (None, 4, ["ok"])
+    (staged,) = clicks.files
+    assert pq.read_table(staged.path.removeprefix("file://")).num_rows == 4
+    assert [v.dataset for v in result.verdicts] == ["clicks"]
+
+
+def ref_of(key: str, dataset: str = "orders") -> tuple[ObjectRef, bool]:
+    return ObjectRef("b", key, key.split("/")[0], dataset, None, None, None, None, None), False
