@@ -245,6 +245,47 @@ def append_arrow(spark: SparkSession, table: str, rows: pa.Table, properties: Ma
     return commit_files(spark, target, write_data_files(rows, target, put), properties)
 
 
+def append_tuples(
+    spark: SparkSession, table: str, rows: Sequence[tuple[Any, ...]], properties: Mapping[str, str]
+) -> int:
+    """Append rows given as tuples in the table's column order, metadata-only (:func:`append_arrow`).
+
+    Raises:
+        ValueError: A row's length is not the table's, or a column has a type no contract declares.
+    """
+    iceberg = load_table(spark, table)
+    target = _target(iceberg, table)
+    if any(len(row) != len(target.fields) for row in rows):
+        raise ValueError(f"{table}: rows must have the table's {len(target.fields)} columns")
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in target.fields]
+    arrow = pa.table(
+        {
+            name: pa.array(list(values), arrow_type(kind))
+            for (name, _, kind), values in zip(target.fields, columns, strict=True)
+        }
+    )
+    return append_arrow(spark, table, arrow, properties)
+
+
+def holds_rows_matching(spark: SparkSession, table: str, equal: Mapping[str, Any]) -> bool:
+    """Whether ``table`` may hold a row with these column values, from its file metrics alone.
+
+    Iceberg plans the scan with the filter: a data file whose column bounds exclude the values
+    is never read. True when some file may hold such a row (a conservative answer), False
+    when none can.
+    """
+    jvm = jvm_of(spark)
+    expressions = jvm.org.apache.iceberg.expressions.Expressions
+    condition = expressions.alwaysTrue()
+    for column, value in equal.items():
+        condition = getattr(expressions, "and")(condition, expressions.equal(column, value))
+    files = load_table(spark, table).newScan().filter(condition).planFiles()
+    try:
+        return bool(files.iterator().hasNext())
+    finally:
+        files.close()
+
+
 def _with_field_ids(rows: pa.Table, target: FileTarget) -> pa.Table:
     """``rows`` cast to the table's types, each field tagged with its Iceberg field id."""
     by_name = {name: (field_id, kind) for name, field_id, kind in target.fields}

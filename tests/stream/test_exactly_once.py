@@ -222,6 +222,12 @@ def test_ops_rows_of_a_new_query_never_replace_the_old_querys_rows_of_the_same_b
     for name in ("held", "quarantine"):
         rows = sorted((r["query_id"], r["key"]) for r in harness.ops_rows(name))
         assert rows == [("query-new", "acme/raw/orders/new.csv"), ("query-old", "acme/raw/orders/old.csv")]
+    # A batch's first rows are a metadata-only append; only the replay rewrites (its own rows).
+    held = ops_table(harness.config, "held")
+    snapshots = harness.spark.sql(f"SELECT operation, summary FROM {held}.snapshots ORDER BY committed_at")
+    operations = [(r["operation"], r["summary"].get("silverline.query-id")) for r in snapshots.collect()]
+    assert operations[-3:-1] == [("append", "query-old"), ("append", "query-new")]
+    assert operations[-1][0] == "overwrite"
 
 
 def test_a_batch_reads_the_ledger_maintenance_rewrote_and_expired_in_another_process(
