@@ -359,7 +359,8 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
     elif change.files is not None:  # data files the tasks wrote: metadata-only commit
         if change.target is None:
             raise ValueError(f"{change.table}: data files without the target they were written for")
-        commit_files(spark, change.target, [f for f in change.files if f.rows], properties)
+        committed = commit_files(spark, change.target, [f for f in change.files if f.rows], properties)
+        return result("committed", committed)
     elif keys:
         source = merge_source(spark, change)
         with_commit_properties(spark, properties, lambda: spark.sql(merge_sql(change), source=source))

@@ -37,7 +37,14 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.contracts import DatasetContract
 from jobs.objects import formats
-from jobs.silver.snapshots import jvm_of, load_table
+from jobs.silver.snapshots import (
+    SNAPSHOT_BATCH_ID,
+    SNAPSHOT_QUERY_ID,
+    BatchSnapshot,
+    batch_snapshot_in,
+    jvm_of,
+    load_table,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -178,7 +185,7 @@ def write_data_files(rows: pa.Table, target: FileTarget, put: Put) -> list[Writt
 
 def commit_files(
     spark: SparkSession, target: FileTarget, files: Sequence[WrittenFile], properties: Mapping[str, str]
-) -> int:
+) -> BatchSnapshot:
     """Commit written data files to ``target``'s table in one ``FastAppend`` (metadata only).
 
     Iceberg reads each file's footer for its column metrics.
@@ -190,7 +197,7 @@ def commit_files(
         properties: Snapshot summary properties (e.g. the batch id).
 
     Returns:
-        The number of data files committed.
+        The snapshot committed (read from the committed metadata: no second load).
     """
     jvm = jvm_of(spark)
     iceberg = load_table(spark, target.table)
@@ -211,10 +218,20 @@ def commit_files(
         append.set(key, value)
     append.commit()
     log.debug("fast append %s: %d files, %d rows", target.table, len(files), sum(f.rows for f in files))
-    return len(files)
+    # The table object now holds the metadata as this commit left it (or newer: find ours).
+    if SNAPSHOT_BATCH_ID in properties and SNAPSHOT_QUERY_ID in properties:
+        found = batch_snapshot_in(
+            iceberg, batch_id=properties[SNAPSHOT_BATCH_ID], query_id=properties[SNAPSHOT_QUERY_ID]
+        )
+        if found is not None:
+            return found
+    snapshot = iceberg.currentSnapshot()
+    return BatchSnapshot(int(snapshot.snapshotId()), int(snapshot.summary().get("added-records") or 0))
 
 
-def append_arrow(spark: SparkSession, table: str, rows: pa.Table, properties: Mapping[str, str]) -> int:
+def append_arrow(
+    spark: SparkSession, table: str, rows: pa.Table, properties: Mapping[str, str]
+) -> BatchSnapshot:
     """Write ``rows`` as data files of ``table`` from here and commit them in one ``FastAppend``.
 
     For rows already in the driver's hands (the job's own ledger); tenant rows are written
@@ -227,7 +244,7 @@ def append_arrow(spark: SparkSession, table: str, rows: pa.Table, properties: Ma
         properties: Snapshot summary properties (e.g. the batch id).
 
     Returns:
-        The number of data files committed.
+        The snapshot committed.
 
     Raises:
         ValueError: ``rows`` has a column the table does not have, or the spec has a
@@ -247,7 +264,7 @@ def append_arrow(spark: SparkSession, table: str, rows: pa.Table, properties: Ma
 
 def append_tuples(
     spark: SparkSession, table: str, rows: Sequence[tuple[Any, ...]], properties: Mapping[str, str]
-) -> int:
+) -> BatchSnapshot:
     """Append rows given as tuples in the table's column order, metadata-only (:func:`append_arrow`).
 
     Raises:

@@ -67,7 +67,13 @@ def find_batch_snapshot(
     Returns:
         The snapshot, or None.
     """
-    iceberg = load_table(spark, table)
+    return batch_snapshot_in(load_table(spark, table), batch_id=batch_id, query_id=query_id, depth=depth)
+
+
+def batch_snapshot_in(
+    iceberg: Any, *, batch_id: int | str, query_id: str, depth: int = SNAPSHOT_SEARCH_DEPTH
+) -> BatchSnapshot | None:
+    """:func:`find_batch_snapshot` in an Iceberg ``Table`` already loaded (Java API)."""
     snapshot = iceberg.currentSnapshot()
     for _ in range(depth):
         if snapshot is None:
