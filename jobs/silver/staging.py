@@ -12,14 +12,19 @@ are done, and a writer starting up clears what a crashed one left behind.
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.bridge.landing import FileStore
 from jobs.config import SilverlineConfig
 
 if TYPE_CHECKING:
-    pass
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +34,46 @@ def staging_uri(config: SilverlineConfig) -> str:
     return f"{config.ops_root}staging/"
 
 
+def stage(rows: pa.Table, directory_uri: str, label: str, put: Callable[[str, bytes], None]) -> str:
+    """Write ``rows`` as one staged Parquet file under ``directory_uri`` (where a task runs).
+
+    Args:
+        rows: The rows, named and typed as they will be read.
+        directory_uri: The staging directory (``file:`` or ``s3://``, ending in ``/``).
+        label: A prefix of the file's name (e.g. the batch id), for people looking.
+        put: Writes bytes at a location.
+
+    Returns:
+        The file's location.
+    """
+    sink = pa.BufferOutputStream()
+    pq.write_table(rows, sink, compression="none")  # transient: read once by the MERGE
+    uri = f"{directory_uri}{label}-{uuid.uuid4().hex}.parquet"
+    put(uri, sink.getvalue().to_pybytes())
+    return uri
+
+
+def staged_frame(spark: SparkSession, uris: Sequence[str], columns: Sequence[tuple[str, str]]) -> DataFrame:
+    """The staged files' ``columns`` as a DataFrame of those Spark types, in that order.
+
+    Args:
+        spark: The session.
+        uris: Staged files (none: an empty DataFrame of the columns).
+        columns: (name, Spark SQL type) in output order; the files hold each of them.
+
+    Returns:
+        The rows, each column cast to its declared type.
+    """
+    from pyspark.sql import functions as F
+
+    if not uris:
+        return spark.createDataFrame([], ", ".join(f"`{name}` {kind}" for name, kind in columns))
+    frame = spark.read.parquet(*uris)
+    return frame.select(*[F.col(f"`{name}`").cast(kind).alias(name) for name, kind in columns])
+
+
 class RowStaging:
-    """Hands Arrow tables to Spark through Parquet files in a whole-file store."""
+    """The staging area of a configuration: what its batches staged, cleared after the commits."""
 
     def __init__(self, store: FileStore, local_dir: Path | None = None) -> None:
         """Create the staging area.

@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pyspark.sql import functions as F
-
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
 from jobs.events import model as m
@@ -32,7 +30,7 @@ from jobs.quality.suites import load_suite
 from jobs.silver import fastappend
 from jobs.silver.commit import TableChange, ensure_table, one_line, silver_columns
 from jobs.silver.fastappend import FileTarget
-from jobs.silver.staging import RowStaging, staging_uri
+from jobs.silver.staging import RowStaging, staged_frame, staging_uri
 from jobs.storage import QUARANTINE, SILVER, silver_location, table_name
 from jobs.stream import ledger, tasks
 from jobs.stream.accounting import BatchCounts
@@ -307,11 +305,7 @@ class Planner:
 
     def _staged(self, uris: Sequence[str], contract: DatasetContract, zone: str) -> DataFrame:
         """Rows the tasks staged, as a DataFrame of the zone's columns (in table order)."""
-        columns = silver_columns(contract, zone)
-        if not uris:
-            return self.spark.createDataFrame([], ", ".join(f"`{n}` {t}" for n, t in columns))
-        frame = self.spark.read.parquet(*uris)
-        return frame.select(*[F.col(f"`{name}`").cast(kind).alias(name) for name, kind in columns])
+        return staged_frame(self.spark, uris, silver_columns(contract, zone))
 
 
 def _replace_keys(states: Sequence[tuple[Row, str]]) -> list[str]:

@@ -25,14 +25,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
-import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
@@ -41,6 +39,7 @@ from jobs.quality import batch as batch_quality
 from jobs.quality.split import FAILED_COLUMN, FAILED_EXPECTATIONS_COLUMN
 from jobs.silver.commit import one_line, silver_columns
 from jobs.silver.fastappend import FileTarget, WrittenFile, put_local, write_data_files
+from jobs.silver.staging import stage
 from jobs.storage import QUARANTINE
 
 if TYPE_CHECKING:
@@ -352,11 +351,7 @@ class _Writer:
 
     def stage(self, rows: pa.Table, batch_id: int) -> str:
         """Write ``rows`` as a staged Parquet file; returns its location."""
-        sink = pa.BufferOutputStream()
-        pq.write_table(rows, sink, compression="none")  # transient: read once by the MERGE
-        uri = f"{self._spec.staging_uri}batch{batch_id}-{uuid.uuid4().hex}.parquet"
-        self.put(uri, sink.getvalue().to_pybytes())
-        return uri
+        return stage(rows, self._spec.staging_uri, f"batch{batch_id}", self.put)
 
 
 def _s3_client(config: SilverlineConfig, *, force: bool = False) -> Any:

@@ -1,4 +1,4 @@
-"""Staging: Arrow tables reach Spark through Parquet files, values and types intact."""
+"""Staging: rows a task stages reach the driver's Spark through Parquet files, values and types intact."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from jobs.bridge.landing import LocalBronzeStore
-from jobs.silver.staging import RowStaging
+from jobs.silver.fastappend import put_local
+from jobs.silver.staging import RowStaging, stage, staged_frame
 
 UTC = dt.UTC
 COLUMNS = [
@@ -50,42 +51,47 @@ def _table() -> pa.Table:
     )
 
 
+def _stage(tmp_path: Path, table: pa.Table, label: str) -> str:
+    """Stage the declared columns as a task does."""
+    return stage(
+        table.select([n for n, _ in COLUMNS]), (tmp_path / "staging").as_uri() + "/", label, put_local
+    )
+
+
 @pytest.mark.spark
 def test_staged_rows_come_back_with_their_values_and_declared_types(spark: Any, tmp_path: Path) -> None:
-    from pyspark.sql import functions as F
+    # Two staged files (two tasks' shares) read as one frame, in declared order and types.
+    uris = [_stage(tmp_path, _table().slice(0, 2), "batch7"), _stage(tmp_path, _table().slice(2), "batch7")]
+    frame = staged_frame(spark, uris, COLUMNS)
 
-    staging = _staging(tmp_path)
-    frame = staging.frame(spark, _table(), COLUMNS, label="batch7", extra=[F.lit(7).alias("_batch_id")])
-
-    assert [(f.name, f.dataType.simpleString()) for f in frame.schema.fields] == [
-        *COLUMNS,
-        ("_batch_id", "int"),
-    ]
+    assert [(f.name, f.dataType.simpleString()) for f in frame.schema.fields] == COLUMNS
     rows = sorted((r.asDict() for r in frame.collect()), key=lambda r: r["order_id"] or 0)
     import decimal
 
     assert rows == [
-        {"order_id": None, "amount": None, "order_ts": None, "_failed": None, "note": None, "_batch_id": 7},
+        {"order_id": None, "amount": None, "order_ts": None, "_failed": None, "note": None},
         {"order_id": 1, "amount": decimal.Decimal("1.50"), "order_ts": dt.datetime(2024, 3, 1, 12, 0),
-         "_failed": [], "note": "a", "_batch_id": 7},
+         "_failed": [], "note": "a"},
         {"order_id": 3, "amount": decimal.Decimal("-2.25"), "order_ts": dt.datetime(2024, 3, 2, 0, 30),
-         "_failed": ["not_null(order_id)", "range(amount)"], "note": "ü,\n\"quoted\"", "_batch_id": 7},
+         "_failed": ["not_null(order_id)", "range(amount)"], "note": "ü,\n\"quoted\""},
     ]  # fmt: skip
 
 
 @pytest.mark.spark
-def test_an_empty_table_stages_as_an_empty_frame(spark: Any, tmp_path: Path) -> None:
-    frame = _staging(tmp_path).frame(spark, _table().slice(0, 0), COLUMNS, label="batch1")
+def test_no_staged_file_reads_as_an_empty_frame_of_the_columns(spark: Any, tmp_path: Path) -> None:
+    frame = staged_frame(spark, [], COLUMNS)
 
     assert frame.count() == 0
-    assert [f.name for f in frame.schema.fields] == [name for name, _ in COLUMNS]
+    assert [(f.name, f.dataType.simpleString()) for f in frame.schema.fields] == COLUMNS
+    empty = staged_frame(spark, [_stage(tmp_path, _table().slice(0, 0), "batch1")], COLUMNS)
+    assert empty.count() == 0
 
 
 @pytest.mark.spark
 def test_clear_removes_every_staged_file_and_nothing_else(spark: Any, tmp_path: Path) -> None:
     staging = _staging(tmp_path)
-    staging.frame(spark, _table(), COLUMNS, label="batch1")
-    staging.frame(spark, _table(), COLUMNS, label="batch2")
+    _stage(tmp_path, _table(), "batch1")
+    _stage(tmp_path, _table(), "batch2")
     neighbour = tmp_path / "bronze.jsonl"
     neighbour.write_text("{}\n")
 
