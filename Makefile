@@ -6,6 +6,10 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.silverline-installed
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): two on a 2-core machine keep both cores busy while one
+# test waits on a subprocess or a queue; 0 runs every test in the pytest process itself.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist worksteal
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
@@ -57,7 +61,7 @@ typecheck: $(STAMP)  ## mypy (strict) on the package
 	$(BIN)/mypy
 
 pytest: $(STAMP)  ## all test tiers (pytest exit code 5, "no tests collected", is reported, not fatal)
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
 
 emr-archive-local: $(STAMP)  ## build silverline-venv.tar.gz on this machine's Python 3.11 into dist/emr-local (for testing)
@@ -70,10 +74,10 @@ unit: $(STAMP)  ## fast tests only
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 spark: $(STAMP)  ## Spark tests only
-	$(BIN)/python -m pytest -m spark $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m spark $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 integration: $(STAMP) chromium  ## moto + Spark + Iceberg end to end
-	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m integration $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 format: $(STAMP)  ## apply ruff's formatter and safe fixes
 	$(BIN)/ruff check --fix jobs tests bench

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -98,6 +101,56 @@ def run_command(
     """Run ``silverline <command> --config <config> ...`` in its own process."""
     cmd = [sys.executable, "-m", "jobs", command, *args, "--config", str(config)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=job_env(), check=False)
+
+
+def run_here(spark: Any, config: Path, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``silverline <command> --config <config> ...`` in this process, on the test session's Spark.
+
+    For scenarios where a process boundary is not what is tested (no kill, no restart, no
+    environment of its own): a job run then costs no JVM start, no imports and no cold first
+    batch. Each run gets a catalog name of its own, so it loads the tables afresh as a new
+    process would (a loaded catalog caches its tables). Log lines and printed output come back
+    as a finished process's stderr and stdout.
+
+    Args:
+        spark: The session fixture (the job's session factory returns it).
+        config: The config file.
+        command: The subcommand (``stream``, ``backfill``, ...).
+        *args: Further arguments.
+    """
+    from jobs.cli import build_parser
+    from jobs.config import ConfigError
+    from jobs.logs import _FORMAT, QUIET_LOGGERS
+
+    assert spark is not None  # the runs below reuse it
+    argv = [command, "--config", str(config), *args]
+    parsed = build_parser().parse_args(argv)
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    previous = os.environ.get("SILVERLINE__CATALOG__NAME")
+    os.environ["SILVERLINE__CATALOG__NAME"] = f"run{uuid.uuid4().hex[:10]}"
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = int(parsed.func(parsed))
+            except ConfigError as exc:
+                print(f"silverline: {exc}", file=sys.stderr)
+                code = 2
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        if previous is None:
+            os.environ.pop("SILVERLINE__CATALOG__NAME", None)
+        else:
+            os.environ["SILVERLINE__CATALOG__NAME"] = previous
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def start_job(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:

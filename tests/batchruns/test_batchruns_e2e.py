@@ -65,6 +65,7 @@ def requests_left(lake_dir: Path) -> list[Path]:
 
 
 def test_backfill_lands_unnotified_objects_updates_and_deletes_and_dry_run_changes_nothing(
+    spark: Any,
     tmp_path: Path,
 ) -> None:
     lake_dir = tmp_path / "lake"
@@ -76,12 +77,12 @@ def test_backfill_lands_unnotified_objects_updates_and_deletes_and_dry_run_chang
         lake.put(tenant, "clicks", "c0.jsonl", rows=3)
 
     before = tree(lake_dir)
-    dry = kit.run_command(config, "backfill", "--dry-run")
+    dry = kit.run_here(spark, config, "backfill", "--dry-run")
     assert_ok(dry)
     assert "8 objects to hand over" in dry.stdout and "dry run: nothing was changed" in dry.stdout
     assert tree(lake_dir) == before  # no table, no ledger, no request file, no lease
 
-    first = kit.run_command(config, "backfill")
+    first = kit.run_here(spark, config, "backfill")
     assert_ok(first)
     assert "applied: 8" in first.stdout
     assert_silver_is_the_oracle(lake_dir, lake)
@@ -90,18 +91,18 @@ def test_backfill_lands_unnotified_objects_updates_and_deletes_and_dry_run_chang
     lake.put("acme", "orders", "2026/o1.csv", rows=2, tag=777)
     lake.delete("globex/raw/orders/2026/o2.csv")
     lake.put("globex", "clicks", "c1.jsonl", rows=2)
-    without_deletes = kit.run_command(config, "backfill", "--tenant", "globex", "--dry-run")
+    without_deletes = kit.run_here(spark, config, "backfill", "--tenant", "globex", "--dry-run")
     assert_ok(without_deletes)
     assert (
         "1 objects to hand over" in without_deletes.stdout
     )  # the new clicks file; the delete needs the flag
 
-    second = kit.run_command(config, "backfill", "--delete-missing")
+    second = kit.run_here(spark, config, "backfill", "--delete-missing")
     assert_ok(second)
     assert "applied: 3" in second.stdout
     assert_silver_is_the_oracle(lake_dir, lake)
 
-    again = kit.run_command(config, "backfill", "--delete-missing")
+    again = kit.run_here(spark, config, "backfill", "--delete-missing")
     assert_ok(again)
     assert "nothing to do" in again.stdout
     rows = metrics(lake_dir)
@@ -203,7 +204,7 @@ def current_metadata(lake_dir: Path, tenant: str, dataset: str) -> str:
 
 
 def test_replay_after_a_contract_change_rewrites_only_the_affected_tables(
-    tmp_path: Path, moto_endpoint: str
+    spark: Any, tmp_path: Path, moto_endpoint: str
 ) -> None:
     lake_dir = tmp_path / "lake"
     queue_url, _ = kit.make_queue(moto_endpoint)
@@ -216,7 +217,7 @@ def test_replay_after_a_contract_change_rewrites_only_the_affected_tables(
         lake.put(tenant, "orders", "a.csv", rows=3)
         lake.put(tenant, "clicks", "a.jsonl", rows=2)
     kit.send_all(moto_endpoint, queue_url, lake.messages)
-    assert_ok(kit.run_job(config, "--trigger", "available-now"))
+    assert_ok(kit.run_here(spark, config, "stream", "--trigger", "available-now"))
     table = kit.read_table(kit.silver_dir(lake_dir, "acme", "orders"))
     assert table is not None and "customer_id" not in table.column_names
     assert all(json.loads(r)["customer_id"] for r in table.column("_rescued").to_pylist() if r)  # kept aside
@@ -225,11 +226,11 @@ def test_replay_after_a_contract_change_rewrites_only_the_affected_tables(
     original = (PROJECT / "conf" / "datasets.yaml").read_text(encoding="utf-8")
     datasets.write_text(original, encoding="utf-8")
     clicks_before = {t: current_metadata(lake_dir, t, "clicks") for t in ("acme", "globex")}
-    plain = kit.run_command(config, "replay", "--from-bronze", "--dataset", "orders", "--dry-run")
+    plain = kit.run_here(spark, config, "replay", "--from-bronze", "--dataset", "orders", "--dry-run")
     assert_ok(plain)
     assert "0 objects to hand over" in plain.stdout  # without --force, current objects are left alone
 
-    replay = kit.run_command(config, "replay", "--from-bronze", "--dataset", "orders", "--force")
+    replay = kit.run_here(spark, config, "replay", "--from-bronze", "--dataset", "orders", "--force")
     assert_ok(replay)
     assert "applied: 2" in replay.stdout
     assert_silver_is_the_oracle(lake_dir, lake)  # customer_id now filled from the files

@@ -81,14 +81,14 @@ def table_files(lake_dir: Path, tenant: str, dataset: str) -> tuple[Counter[str]
     return per_partition, deletes, len(table.metadata.snapshots)
 
 
-def maintain(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    run = kit.run_command(config, "maintain", *args, timeout=600)
+def maintain(spark: Any, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    run = kit.run_here(spark, config, "maintain", *args)
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     return run
 
 
 def test_maintain_next_to_the_stream_and_a_backfill_then_retention(
-    tmp_path: Path, moto_endpoint: str
+    spark: Any, tmp_path: Path, moto_endpoint: str
 ) -> None:
     lake_dir = tmp_path / "lake"
     queue_url, _ = kit.make_queue(moto_endpoint)
@@ -117,7 +117,7 @@ def test_maintain_next_to_the_stream_and_a_backfill_then_retention(
             text=True,
             env=kit.job_env(),
         )
-        maintain(config)  # while the stream commits the wave and the backfill's events
+        maintain(spark, config)  # while the stream commits the wave and the backfill's events
         output, _ = backfill.communicate(timeout=400)
         assert backfill.returncode == 0, output[-4000:]
         wave(lake, 2)  # commits that must land on the tables maintenance just rewrote
@@ -151,7 +151,7 @@ def test_maintain_next_to_the_stream_and_a_backfill_then_retention(
     assert bronze
 
     with_maintenance(config, bronze_retention_days=1e-6, ops_retention_days=1e-6)
-    maintain(config)
+    maintain(spark, config)
     assert_oracle(lake_dir, lake)
     for tenant in TENANTS:
         for dataset in COLUMNS:
@@ -167,7 +167,7 @@ def test_maintain_next_to_the_stream_and_a_backfill_then_retention(
     new_orphan.unlink()
     wave(lake, 3)
     kit.send_all(moto_endpoint, queue_url, lake.messages)
-    done = kit.run_job(config, "--trigger", "available-now")
+    done = kit.run_here(spark, config, "stream", "--trigger", "available-now")
     assert done.returncode == 0, done.stderr[-4000:]
     assert_oracle(lake_dir, lake)
     after = kit.read_table(kit.ops_dir(lake_dir, "batch_metrics")).to_pylist()  # type: ignore[union-attr]

@@ -22,7 +22,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 def test_bad_rows_and_files_are_quarantined_good_data_lands_and_conservation_holds(
-    tmp_path: Path, moto_endpoint: str
+    spark: Any, tmp_path: Path, moto_endpoint: str
 ) -> None:
     from jobs.simulate import SimulationSpec, run, verify
 
@@ -35,7 +35,7 @@ def test_bad_rows_and_files_are_quarantined_good_data_lands_and_conservation_hol
     config = kit.write_config(tmp_path, lake, moto_endpoint, queue_url, max_files_per_trigger=50)
     kit.send_all(moto_endpoint, queue_url, bodies)
 
-    done = kit.run_job(config, "--trigger", "available-now")
+    done = kit.run_here(spark, config, "stream", "--trigger", "available-now")
     assert done.returncode == 0, done.stderr[-4000:]
 
     # Silver holds exactly the good rows; each tenant's quarantine table exactly the bad ones.
@@ -78,7 +78,7 @@ def test_bad_rows_and_files_are_quarantined_good_data_lands_and_conservation_hol
 
 
 def test_a_contract_that_gains_a_column_evolves_existing_tables_in_place(
-    tmp_path: Path, moto_endpoint: str
+    spark: Any, tmp_path: Path, moto_endpoint: str
 ) -> None:
     lake = tmp_path / "lake"
     conf = tmp_path / "conf"
@@ -97,7 +97,7 @@ def test_a_contract_that_gains_a_column_evolves_existing_tables_in_place(
         lake, "acme/raw/orders/a.csv", header + ",channel\n1,c1,2.50,EUR,2024-03-01T10:00:00Z,web\n"
     )
     kit.send_all(moto_endpoint, queue_url, [first])
-    assert kit.run_job(config, "--trigger", "available-now").returncode == 0
+    assert kit.run_here(spark, config, "stream", "--trigger", "available-now").returncode == 0
     table_dir = lake / "demo-lake" / "acme" / "silver" / "orders"
     before = kit.read_table(table_dir)
     assert before is not None
@@ -111,7 +111,7 @@ def test_a_contract_that_gains_a_column_evolves_existing_tables_in_place(
         lake, "acme/raw/orders/b.csv", header + ",channel\n2,c2,3.00,EUR,2024-03-01T11:00:00Z,app\n"
     )
     kit.send_all(moto_endpoint, queue_url, [second])
-    done = kit.run_job(config, "--trigger", "available-now")
+    done = kit.run_here(spark, config, "stream", "--trigger", "available-now")
     assert done.returncode == 0, done.stderr[-4000:]
 
     after = kit.read_table(table_dir)
@@ -126,7 +126,7 @@ def test_a_contract_that_gains_a_column_evolves_existing_tables_in_place(
     # Narrowing a column now stops the job before it starts, naming dataset, column and fix.
     contracts["datasets"]["orders"]["columns"][0]["type"] = "int"
     datasets_file.write_text(yaml.safe_dump(contracts))
-    refused = kit.run_job(config, "--trigger", "available-now")
+    refused = kit.run_here(spark, config, "stream", "--trigger", "available-now")
     assert refused.returncode == 2
     assert "dataset 'orders'" in refused.stderr and "'order_id'" in refused.stderr
 

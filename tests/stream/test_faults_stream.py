@@ -259,6 +259,7 @@ def add_new_objects(run_: KilledRun, count: int) -> list[str]:
 
 
 def test_damaged_checkpoint_is_refused_clearly_and_reset_recovers_without_double_apply(
+    spark: Any,
     killed_run: KilledRun,
 ) -> None:
     from jobs.events import parse_message
@@ -278,7 +279,7 @@ def test_damaged_checkpoint_is_refused_clearly_and_reset_recovers_without_double
     messages = add_new_objects(run_, 3)
     # Bronze is re-read from its first file: in a few batches here, not one file per batch.
     config = small_batch_config(run_.tmp, run_.lake_dir, run_.endpoint, run_.queue, files=100)
-    done = kit.run_job(config, "--trigger", "available-now", "--reset-checkpoint", timeout=900)
+    done = kit.run_here(spark, config, "stream", "--trigger", "available-now", "--reset-checkpoint")
     assert done.returncode == 0, done.stderr[-4000:]
 
     [moved] = list(cp.parent.glob("ingest.moved-*"))

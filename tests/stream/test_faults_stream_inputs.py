@@ -105,7 +105,7 @@ def hostile_message(lake: Lake, raw_key: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def inputs_run(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> InputsRun:
+def inputs_run(spark: Any, tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> InputsRun:
     tmp = tmp_path_factory.mktemp("inputs")
     lake_dir = tmp / "lake"
     registry, write_seconds = write_registry(tmp / "registry" / "registry.json")
@@ -149,7 +149,7 @@ def inputs_run(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> 
         "rejected": len(FORBIDDEN),
     }
     records = sum(len(parse_message(m)) for m in messages)
-    done = kit.run_job(config, "--trigger", "available-now")
+    done = kit.run_here(spark, config, "stream", "--trigger", "available-now")
     return InputsRun(lake_dir, truth, records, sent, expected, legal, gate_seconds, done)
 
 

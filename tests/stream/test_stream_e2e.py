@@ -105,7 +105,9 @@ def build_overwrite_race(lake: Lake) -> list[str]:
     return keys
 
 
-def test_overwrite_race_duplicates_and_deletes_converge_to_the_oracle(setup: dict[str, Any]) -> None:
+def test_overwrite_race_duplicates_and_deletes_converge_to_the_oracle(
+    spark: Any, setup: dict[str, Any]
+) -> None:
     lake = Lake(setup["lake_dir"], seed=11)
     build_overwrite_race(lake)
     bodies = lake.shuffled_with_duplicates(0.4)
@@ -117,7 +119,7 @@ def test_overwrite_race_duplicates_and_deletes_converge_to_the_oracle(setup: dic
     settings["stream"]["overlap_backlog"] = 1
     overlapped.write_text(yaml.safe_dump(settings), encoding="utf-8")
 
-    done = kit.run_job(overlapped, "--trigger", "available-now")
+    done = kit.run_here(spark, overlapped, "stream", "--trigger", "available-now")
     assert done.returncode == 0, done.stderr[-4000:]
     assert f"{len(bodies)} messages queued (at least 1): processing while the bridge drains" in done.stderr
     assert re.search(r"backlog processed in \d+ rounds", done.stderr), done.stderr[-4000:]
@@ -138,7 +140,7 @@ def test_overwrite_race_duplicates_and_deletes_converge_to_the_oracle(setup: dic
     # A second run with old notifications re-sent changes nothing.
     snapshot_files = sorted(p.name for p in setup["lake_dir"].rglob("*.metadata.json") if "silver" in p.parts)
     kit.send_all(setup["endpoint"], setup["queue"], lake.messages[:10])
-    again = kit.run_job(setup["config"], "--trigger", "available-now")
+    again = kit.run_here(spark, setup["config"], "stream", "--trigger", "available-now")
     assert again.returncode == 0, again.stderr[-4000:]
     assert_silver_matches_oracle(setup["lake_dir"], lake)
     after = sorted(p.name for p in setup["lake_dir"].rglob("*.metadata.json") if "silver" in p.parts)
@@ -146,7 +148,7 @@ def test_overwrite_race_duplicates_and_deletes_converge_to_the_oracle(setup: dic
     assert_conserved(setup["lake_dir"])
 
 
-def test_poison_is_counted_and_the_job_keeps_going(setup: dict[str, Any]) -> None:
+def test_poison_is_counted_and_the_job_keeps_going(spark: Any, setup: dict[str, Any]) -> None:
     lake = Lake(setup["lake_dir"], seed=5)
     good = lake.put("acme", "orders", "ok.csv", rows=3)
     bad_key = "acme/raw/orders/broken.csv"
@@ -175,7 +177,7 @@ def test_poison_is_counted_and_the_job_keeps_going(setup: dict[str, Any]) -> Non
         [*lake.messages, bad_file_msg, headless_msg, unknown, traversal, *garbage],
     )
 
-    done = kit.run_job(setup["config"], "--trigger", "available-now")
+    done = kit.run_here(spark, setup["config"], "stream", "--trigger", "available-now")
     assert done.returncode == 0, done.stderr[-4000:]
 
     assert kit.silver_rows(setup["lake_dir"], "acme", "orders", ORDERS) == lake.expected_rows(
@@ -214,7 +216,7 @@ def test_poison_is_counted_and_the_job_keeps_going(setup: dict[str, Any]) -> Non
     ]
 
 
-def test_late_events_take_effect_only_when_newest(setup: dict[str, Any]) -> None:
+def test_late_events_take_effect_only_when_newest(spark: Any, setup: dict[str, Any]) -> None:
     config = kit.write_config(
         setup["config"].parent,
         setup["lake_dir"],
@@ -228,7 +230,7 @@ def test_late_events_take_effect_only_when_newest(setup: dict[str, Any]) -> None
     lake.put("acme", "orders", "late.csv", rows=3, tag=2)
     newest = lake.messages[-1]
     kit.send_all(setup["endpoint"], setup["queue"], [newest])
-    assert kit.run_job(config, "--trigger", "available-now").returncode == 0
+    assert kit.run_here(spark, config, "stream", "--trigger", "available-now").returncode == 0
     assert kit.silver_rows(setup["lake_dir"], "acme", "orders", ORDERS) == lake.expected_rows(
         "acme", "orders"
     )
@@ -238,7 +240,7 @@ def test_late_events_take_effect_only_when_newest(setup: dict[str, Any]) -> None
     before = max(r["batch_id"] for r in metrics(setup["lake_dir"]))
     time.sleep(2)
     kit.send_all(setup["endpoint"], setup["queue"], [first_version, newest])
-    assert kit.run_job(config, "--trigger", "available-now").returncode == 0
+    assert kit.run_here(spark, config, "stream", "--trigger", "available-now").returncode == 0
     assert kit.silver_rows(setup["lake_dir"], "acme", "orders", ORDERS) == lake.expected_rows(
         "acme", "orders"
     )
@@ -255,7 +257,7 @@ def test_late_events_take_effect_only_when_newest(setup: dict[str, Any]) -> None
     delete_event = json.loads(lake.messages[-1])
     delete_event["Records"][0]["eventTime"] = "2020-01-01T00:00:00.000Z"
     kit.send_all(setup["endpoint"], setup["queue"], [json.dumps(delete_event)])
-    assert kit.run_job(config, "--trigger", "available-now").returncode == 0
+    assert kit.run_here(spark, config, "stream", "--trigger", "available-now").returncode == 0
     assert kit.silver_rows(setup["lake_dir"], "acme", "orders", ORDERS) == []
     assert_conserved(setup["lake_dir"])
 

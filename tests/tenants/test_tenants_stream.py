@@ -68,7 +68,7 @@ def assert_lands(lake_dir: Path, lake: Lake, tenant: str) -> None:
 
 
 def test_unknown_and_suspended_tenants_wait_and_land_after_create_and_resume(
-    tmp_path: Path, moto_endpoint: str
+    spark: Any, tmp_path: Path, moto_endpoint: str
 ) -> None:
     lake_dir = tmp_path / "lake"
     config, registry = configure(tmp_path, lake_dir, moto_endpoint, max_files_per_trigger=50)
@@ -82,7 +82,7 @@ def test_unknown_and_suspended_tenants_wait_and_land_after_create_and_resume(
     queue_url = yaml.safe_load(config.read_text())["sqs"]["queue_url"]
     kit.send_all(moto_endpoint, queue_url, lake.messages)
 
-    first = kit.run_job(config, "--trigger", "available-now")
+    first = kit.run_here(spark, config, "stream", "--trigger", "available-now")
     assert_ran(first)
     assert_lands(lake_dir, lake, "acme")
     for tenant in ("newco", "paused", "gone"):
@@ -101,7 +101,7 @@ def test_unknown_and_suspended_tenants_wait_and_land_after_create_and_resume(
     # Onboard newco and resume paused; the next run has no new input, yet their events land.
     register(registry, "newco")
     set_tenant_status(registry, GROUP, "paused", ACTIVE)
-    second = kit.run_job(config, "--trigger", "available-now")
+    second = kit.run_here(spark, config, "stream", "--trigger", "available-now")
     assert_ran(second)
     for tenant in ("acme", "newco", "paused"):
         assert_lands(lake_dir, lake, tenant)
@@ -112,13 +112,13 @@ def test_unknown_and_suspended_tenants_wait_and_land_after_create_and_resume(
     [release] = [r for r in rows if r["batch_id"] < 0]  # a retry pass, without new input
     assert (release["records_in"], release["retried_in"], release["applied"]) == (0, 3, 3)
     # A third run finds nothing to release and changes nothing.
-    third = kit.run_job(config, "--trigger", "available-now")
+    third = kit.run_here(spark, config, "stream", "--trigger", "available-now")
     assert_ran(third)
     assert len(metrics(lake_dir)) == len(rows)
 
 
 def test_one_tenants_burst_waits_while_the_others_land_in_the_first_batch(
-    tmp_path: Path, moto_endpoint: str
+    spark: Any, tmp_path: Path, moto_endpoint: str
 ) -> None:
     lake_dir = tmp_path / "lake"
     downstream = kit.sqs_client(moto_endpoint).create_queue(QueueName="table-updates")["QueueUrl"]
@@ -142,7 +142,7 @@ def test_one_tenants_burst_waits_while_the_others_land_in_the_first_batch(
     queue_url = yaml.safe_load(config.read_text())["sqs"]["queue_url"]
     kit.send_all(moto_endpoint, queue_url, lake.messages)
 
-    done = kit.run_job(config, "--trigger", "available-now")
+    done = kit.run_here(spark, config, "stream", "--trigger", "available-now")
     assert_ran(done)
     for tenant in ("bigco", *small):
         assert_lands(lake_dir, lake, tenant)
