@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from jobs.config import SilverlineConfig
 from jobs.events import model as m
 from jobs.events.spark import parse_events, with_foreign_buckets_rejected
 from jobs.silver.conflicts import retry_on_conflict
+from jobs.silver.fastappend import append_tuples, holds_rows_matching
 from jobs.stream.checkpoint import RECOVERY, move_checkpoint_aside
 
 if TYPE_CHECKING:
@@ -180,8 +182,7 @@ class ProgressRecorder:
         """Append progress of batches not recorded yet; returns how many rows were written.
 
         A trigger without input (no new bronze file, or a restarted query reporting its
-        last batch again) dropped nothing: it gets no row, and no MERGE (seconds of Spark
-        work) runs for it.
+        last batch again) dropped nothing: it gets no row, and no write at all.
         """
         fresh = [p for p in query.recentProgress if int(p["batchId"]) not in self.recorded]
         if not fresh:
@@ -192,10 +193,27 @@ class ProgressRecorder:
         rows = [r for r in rows if any(r[2:5])]
         if not rows:
             return 0
-        frame = self.spark.createDataFrame(rows, schema=self.spark.table(self.table).schema)
-        # A restarted query reports its last batch id again (a no-data trigger): upsert by
-        # (query, batch), row by row. (An overwrite by filter would have to drop whole data
-        # files, and a file from an earlier run can hold that batch next to others.)
+        self._upsert(rows)
+        self.recorded.update(r[0] for r in rows)
+        return len(rows)
+
+    def _upsert(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Write these batches' rows, replacing any row of the same (query, batch).
+
+        Usually the table holds none of them (its file metrics say so, without reading
+        data): they are appended metadata-only, with no Spark job. A restarted query
+        reports its last batch id again, so that batch's row is replaced by a MERGE, row
+        by row (an overwrite by filter would drop whole data files, and a file from an
+        earlier run can hold that batch next to others).
+        """
+        known = any(
+            holds_rows_matching(self.spark, self.table, {"query_id": row[1], "batch_id": row[0]})
+            for row in rows
+        )
+        if not known:
+            retry_on_conflict(lambda: append_tuples(self.spark, self.table, rows, {}), self.table)
+            return
+        frame = self.spark.createDataFrame(list(rows), schema=self.spark.table(self.table).schema)
         view = "_silverline_progress_rows"
         frame.createOrReplaceTempView(view)
         merge = f"""MERGE INTO {self.table} t USING {view} u
@@ -204,8 +222,6 @@ class ProgressRecorder:
                 WHEN NOT MATCHED THEN INSERT *"""
         # ``silverline maintain`` may compact and expire this table meanwhile: plan again then.
         retry_on_conflict(lambda: self.spark.sql(merge), self.table)
-        self.recorded.update(r[0] for r in rows)
-        return len(rows)
 
 
 def failure_message(error: Any, config: SilverlineConfig) -> str:
