@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from jobs.contracts import DatasetContract
+from jobs.objects.fetch import file_uri_to_path
 from jobs.silver.commit import TableChange, commit_change, ensure_table
 from jobs.silver.fastappend import (
     parquet_compression,
+    parquet_footer,
     put_local,
     supports,
     target_of,
@@ -115,6 +118,39 @@ def test_appended_files_follow_the_partition_spec_and_read_back_exactly(spark: A
     snapshot = read_table(spark_lake, "fast-days").current_snapshot()
     assert snapshot is not None and snapshot.summary is not None
     assert snapshot.summary[SNAPSHOT_BATCH_ID] == "7" and snapshot.summary[SNAPSHOT_QUERY_ID] == QUERY
+
+
+def test_the_commit_takes_each_files_metrics_from_the_footer_its_writer_sent(spark: Any) -> None:
+    table = rows(
+        [(5, EVENT, "t/raw/orders/a.csv"), (1, EVENT, "t/raw/orders/a.csv"), (3, EVENT, "t/raw/orders/b.csv")]
+    )
+    change = arrow_change(spark, "fast-footers", table)
+    [written] = change.files
+    assert written.footer is not None
+    # The commit must not read the file: on S3 that would be one GET per file.
+    Path(file_uri_to_path(written.path)).write_bytes(b"\0" * written.size)
+    result = commit_change(spark, change, batch_id=7, query_id=QUERY)
+
+    assert (result.status, result.rows_written) == ("committed", 3)
+    [metrics] = spark.sql(
+        "SELECT record_count, readable_metrics.order_id.lower_bound AS low, "
+        "readable_metrics.order_id.upper_bound AS high, readable_metrics._rescued.null_value_count AS nulls "
+        f"FROM {change.table}.files"
+    ).collect()
+    assert (metrics["record_count"], metrics["low"], metrics["high"], metrics["nulls"]) == (3, 1, 5, 3)
+
+
+@pytest.mark.unit
+def test_a_parquet_footer_is_cut_from_a_whole_file_and_anything_else_is_refused() -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"a": [1, 2]}), sink)
+    data = sink.getvalue().to_pybytes()
+    footer = parquet_footer(data)
+    assert data.endswith(footer + len(footer).to_bytes(4, "little") + b"PAR1")
+    with pytest.raises(ValueError, match="not a Parquet file"):
+        parquet_footer(b"PAR1" + b"\0" * 20)
+    with pytest.raises(ValueError, match="exceeds the file"):
+        parquet_footer(b"PAR1" + b"\0" * 4 + (1000).to_bytes(4, "little") + b"PAR1")
 
 
 def test_a_replayed_fast_append_is_skipped_and_a_later_merge_replaces_its_rows(spark: Any) -> None:
