@@ -319,9 +319,9 @@ def _write(
 def _with_ingest(rows: pa.Table, spec: TaskSpec) -> pa.Table:
     """``rows`` with ``_ingest_time`` and ``_batch_id`` appended, the batch's values."""
     count = rows.num_rows
-    moment = pa.array([spec.ingest_time] * count, pa.timestamp("us", tz="UTC"))
-    rows = rows.append_column("_ingest_time", moment)
-    return rows.append_column("_batch_id", pa.array([spec.batch_id] * count, pa.int64()))
+    moment = pa.scalar(spec.ingest_time, pa.timestamp("us", tz="UTC"))
+    rows = rows.append_column("_ingest_time", pa.repeat(moment, count))
+    return rows.append_column("_batch_id", pa.repeat(pa.scalar(spec.batch_id, pa.int64()), count))
 
 
 def _without_rows(verdicts: RowVerdicts) -> RowVerdicts:
