@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Test processes (pytest-xdist): two on a 2-core machine keep both cores busy while one
 # test waits on a subprocess or a queue; 0 runs every test in the pytest process itself.
 PYTEST_WORKERS ?= 2
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist worksteal
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 

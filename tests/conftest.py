@@ -69,6 +69,31 @@ def spark(spark_lake: Path) -> Iterator[object]:
         session.stop()
 
 
+# Started first: the longest tests (about 1.5 to 2.5 minutes each), so that two test
+# processes (make test) do not end with one of them alone on a long test.
+_SLOWEST_FIRST = (
+    "tests/emr/test_emr_archive.py",
+    "tests/maintenance/test_maintain_e2e.py",
+    "tests/stream/test_faults_stream.py",
+    "tests/bridge/test_faults_sqs.py",
+    "tests/demo/test_demo.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the run: the slowest modules, then end-to-end, Spark and unit tests (stable within)."""
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        module = item.nodeid.split("::")[0]
+        if module in _SLOWEST_FIRST:
+            return 0, _SLOWEST_FIRST.index(module)
+        if item.get_closest_marker("integration"):
+            return 1, 0
+        return (2, 0) if item.get_closest_marker("spark") else (3, 0)
+
+    items.sort(key=rank)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--soak",
