@@ -8,8 +8,9 @@ STAMP := $(VENV)/.silverline-installed
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist): two on a 2-core machine keep both cores busy while one
 # test waits on a subprocess or a queue; 0 runs every test in the pytest process itself.
+# Which worker runs what: pytest_xdist_make_scheduler in tests/conftest.py.
 PYTEST_WORKERS ?= 2
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS)
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,6 +79,33 @@ _SLOWEST_FIRST = (
     "tests/bridge/test_faults_sqs.py",
     "tests/demo/test_demo.py",
 )
+
+
+# Modules whose tests share one expensive module fixture (a killed stream, a job run, the
+# notebooks' demo lake): one worker runs all of a module's tests, so the fixture runs once.
+_ONE_WORKER_MODULES = (
+    "tests/stream/test_faults_stream.py",
+    "tests/stream/test_faults_stream_inputs.py",
+    "tests/stream/test_faults_messages.py",
+    "tests/test_notebooks.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist: each test is a unit of work, except the modules above, which are one each.
+
+    (``--dist loadgroup`` with ``xdist_group`` marks would say the same, but pytest-xdist
+    3.8 groups by a suffix of the node id that pytest 9 no longer keeps.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduler(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return module if module in _ONE_WORKER_MODULES else nodeid
+
+    return Scheduler(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -206,7 +206,6 @@ def test_count_raw_rows_counts_data_rows_of_each_format(tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.notebook
-@pytest.mark.xdist_group("notebooks")  # one worker: the four share one demo lake (a module fixture)
 @pytest.mark.timeout(1500)
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_on_a_demo_lake(name, demo_lake):

@@ -22,8 +22,7 @@ from tests import faultkit as fk
 from tests import streamkit as kit
 from tests.stream.test_stream_e2e import assert_conserved, metrics
 
-# One worker runs the module: its tests share one job run (a module fixture).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("faults_messages")]
+pytestmark = pytest.mark.integration
 
 SQS_LIMIT = 262_144  # bytes: a queue's MaximumMessageSize before SQS raised the default to 1 MiB in 2025
 Record = dict[str, Any]

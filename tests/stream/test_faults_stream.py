@@ -35,8 +35,7 @@ from tests.stream.test_stream_e2e import assert_conserved, bronze_record_count, 
 
 # The module's own waits are bounded (180 s per kill point, 900 s per job run); the soak run's
 # kills and catch-up together outlast the suite's default 900 s per test.
-# One worker runs the module: its tests share one killed run (a module fixture).
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(2700), pytest.mark.xdist_group("faults_stream")]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2700)]
 
 SEED = int(os.environ.get("SILVERLINE_TEST_SEED", "1313"))
 PHASES = ("timer", "after-silver-commit", "after-offsets", "after-metrics")

@@ -29,8 +29,7 @@ from tests import streamkit as kit
 from tests.lakegen import Lake
 from tests.stream.test_stream_e2e import bronze_record_count
 
-# One worker runs the module: its tests share one job run (a module fixture).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("faults_stream_inputs")]
+pytestmark = pytest.mark.integration
 
 ORDERS = ["order_id", "customer_id", "amount", "currency", "order_ts"]
 GROUP = "e2e"
