@@ -57,8 +57,8 @@ log = logging.getLogger(__name__)
 _TRANSFORM = re.compile(r"^\s*(?:(days|hours)\(\s*`?([^`)]+?)`?\s*\)|`?([^`()]+?)`?)\s*$")
 _IDENTITY_TYPES = {"date", "string", "int", "bigint"}
 _MICROS_PER = {"day": 86_400_000_000, "hour": 3_600_000_000}
+_MAGIC = b"PAR1"  # a Parquet file's first and last four bytes
 # Bytes handed to the JVM per call when the table's FileIO writes the file (not a local path).
-_MAGIC = b"PAR1"
 _CHUNK = 8 << 20
 
 
