@@ -90,6 +90,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jobs.session import VERBOSE_ENV
 
         os.environ[VERBOSE_ENV] = "1"  # read when Spark starts, here or in a process started from here
+    return run_parsed(args)
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run a parsed command: a configuration error is one line and exit 2, an interrupt 130.
+
+    Args:
+        args: Arguments parsed by :func:`build_parser`.
+
+    Returns:
+        The process exit code.
+    """
     try:
         code: int = args.func(args)
     except ConfigError as exc:

@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import boto3
 import pyarrow as pa
@@ -118,8 +119,7 @@ def run_here(spark: Any, config: Path, command: str, *args: str) -> subprocess.C
         command: The subcommand (``stream``, ``backfill``, ...).
         *args: Further arguments.
     """
-    from jobs.cli import build_parser
-    from jobs.config import ConfigError
+    from jobs.cli import build_parser, run_parsed
     from jobs.logs import _FORMAT, QUIET_LOGGERS
 
     assert spark is not None  # the runs below reuse it
@@ -134,22 +134,17 @@ def run_here(spark: Any, config: Path, command: str, *args: str) -> subprocess.C
     root.setLevel(logging.INFO)
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    previous = os.environ.get("SILVERLINE__CATALOG__NAME")
-    os.environ["SILVERLINE__CATALOG__NAME"] = f"run{uuid.uuid4().hex[:10]}"
+    catalog = {"SILVERLINE__CATALOG__NAME": f"run{uuid.uuid4().hex[:10]}"}
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = int(parsed.func(parsed))
-            except ConfigError as exc:
-                print(f"silverline: {exc}", file=sys.stderr)
-                code = 2
+        with (
+            mock.patch.dict(os.environ, catalog),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            code = run_parsed(parsed)
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
-        if previous is None:
-            os.environ.pop("SILVERLINE__CATALOG__NAME", None)
-        else:
-            os.environ["SILVERLINE__CATALOG__NAME"] = previous
     return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.contracts import DatasetContract
 from jobs.objects import formats
+from jobs.silver.conflicts import retry_on_conflict
 from jobs.silver.snapshots import (
     SNAPSHOT_BATCH_ID,
     SNAPSHOT_QUERY_ID,
@@ -334,6 +335,28 @@ def holds_rows_matching(spark: SparkSession, table: str, equal: Mapping[str, Any
         return bool(files.iterator().hasNext())
     finally:
         files.close()
+
+
+def append_when_new(
+    spark: SparkSession,
+    table: str,
+    rows: Sequence[tuple[Any, ...]],
+    keys: Sequence[Mapping[str, Any]],
+    properties: Mapping[str, str],
+) -> bool:
+    """Append ``rows`` metadata-only when ``table`` can hold no row matching any of ``keys``.
+
+    The check reads file metrics only (:func:`holds_rows_matching`); the append is
+    :func:`append_tuples`, planned again on a commit conflict.
+
+    Returns:
+        True when appended; False, with nothing written, when some row may match (the
+        caller replaces instead).
+    """
+    if any(holds_rows_matching(spark, table, key) for key in keys):
+        return False
+    retry_on_conflict(lambda: append_tuples(spark, table, rows, properties), table)
+    return True
 
 
 def _with_field_ids(rows: pa.Table, target: FileTarget) -> pa.Table:

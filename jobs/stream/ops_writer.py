@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import SilverlineConfig
 from jobs.silver.conflicts import retry_on_conflict
-from jobs.silver.fastappend import append_tuples, holds_rows_matching
+from jobs.silver.fastappend import append_when_new
 from jobs.silver.snapshots import SNAPSHOT_BATCH_ID, SNAPSHOT_QUERY_ID
 from jobs.stream.accounting import BatchCounts
 from jobs.stream.ops import MetricsSink, ops_table
@@ -130,13 +130,12 @@ class OpsWriter:
 
         Usually the table holds none of this batch's rows yet (its file metrics say so,
         without reading data): the rows are then appended metadata-only, with no Spark job
-        (:func:`jobs.silver.fastappend.append_tuples`). A replay replaces them.
+        (:func:`jobs.silver.fastappend.append_when_new`). A replay replaces them.
         """
         table = ops_table(self.config, name)
         mine = {"batch_id": int(batch_id), "query_id": self.query_id}
-        if rows and not holds_rows_matching(self.spark, table, mine):
-            properties = {SNAPSHOT_QUERY_ID: self.query_id, SNAPSHOT_BATCH_ID: str(batch_id)}
-            retry_on_conflict(lambda: append_tuples(self.spark, table, rows, properties), table)
+        properties = {SNAPSHOT_QUERY_ID: self.query_id, SNAPSHOT_BATCH_ID: str(batch_id)}
+        if rows and append_when_new(self.spark, table, rows, [mine], properties):
             return
         frame = self.spark.createDataFrame(list(rows), schema=self.spark.table(table).schema)
         self._replace(table, frame, batch_id)

@@ -28,7 +28,7 @@ from jobs.config import SilverlineConfig
 from jobs.events import model as m
 from jobs.events.spark import parse_events, with_foreign_buckets_rejected
 from jobs.silver.conflicts import retry_on_conflict
-from jobs.silver.fastappend import append_tuples, holds_rows_matching
+from jobs.silver.fastappend import append_when_new
 from jobs.stream.checkpoint import RECOVERY, move_checkpoint_aside
 
 if TYPE_CHECKING:
@@ -206,12 +206,8 @@ class ProgressRecorder:
         by row (an overwrite by filter would drop whole data files, and a file from an
         earlier run can hold that batch next to others).
         """
-        known = any(
-            holds_rows_matching(self.spark, self.table, {"query_id": row[1], "batch_id": row[0]})
-            for row in rows
-        )
-        if not known:
-            retry_on_conflict(lambda: append_tuples(self.spark, self.table, rows, {}), self.table)
+        keys = [{"query_id": row[1], "batch_id": row[0]} for row in rows]
+        if append_when_new(self.spark, self.table, rows, keys, {}):
             return
         frame = self.spark.createDataFrame(list(rows), schema=self.spark.table(self.table).schema)
         view = "_silverline_progress_rows"
