@@ -11,7 +11,7 @@ import errno
 import hashlib
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -74,16 +74,18 @@ def read_file(
         FileNotFoundError: The bucket directory does not exist (a wrong root).
         OSError: The file cannot be read.
     """
+    with open_file(path, key, etag, bucket_dir=bucket_dir, max_bytes=max_bytes) as body:
+        return body.read_all()
+
+
+def open_file(
+    path: str, key: str, etag: str | None, *, bucket_dir: str, max_bytes: int = DEFAULT_LIMIT
+) -> Body:
+    """A lake file opened for reading; :func:`read_file` says what raises (the eTag check at its end)."""
     if any(part in ("", ".", "..") for part in key.split("/")):
         raise UnreadableError("quarantined", "unsafe_key", f"key {key!r} has empty, '.' or '..' segments")
     try:
-        with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            if size > max_bytes:
-                raise _too_big(size, max_bytes)
-            data = file.read(max_bytes + 1)
-            if len(data) > max_bytes:  # it grew while being read
-                raise _too_big(len(data), max_bytes)
+        file = open(path, "rb")  # noqa: SIM115 - the Body closes it
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
         if not os.path.isdir(bucket_dir):  # a wrong root must not turn every event into "superseded"
             raise FileNotFoundError(f"bucket directory {bucket_dir} does not exist") from exc
@@ -97,10 +99,11 @@ def read_file(
             "key_too_long_for_filesystem",
             f"a segment of the key is too long here: {exc.strerror}",
         ) from exc
-    md5 = plain_md5(etag)
-    if md5 is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
-        raise UnreadableError("superseded", "etag_changed", f"file content no longer has eTag {md5}")
-    return data
+    size = os.fstat(file.fileno()).st_size
+    if size > max_bytes:
+        file.close()
+        raise _too_big(size, max_bytes)
+    return Body(file, size, max_bytes, plain_md5(etag))
 
 
 def get_object(
@@ -124,6 +127,15 @@ def get_object(
             over ``max_bytes`` (quarantined).
         botocore.exceptions.ClientError: Any other S3 error.
     """
+    body, served_version, served_etag = open_object(client, uri, version_id, etag, max_bytes=max_bytes)
+    with body:
+        return body.read_all(), served_version, served_etag
+
+
+def open_object(
+    client: S3Client, uri: str, version_id: str | None, etag: str | None, *, max_bytes: int = DEFAULT_LIMIT
+) -> tuple[Body, str | None, str | None]:
+    """The object version the event names, opened for reading; :func:`get_object` says what raises."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")  # not urlsplit: keys may hold '?', '#'
     try:
         if version_id is not None:
@@ -137,15 +149,72 @@ def get_object(
         if reason is None:
             raise
         raise UnreadableError("superseded", reason, str(exc)) from exc
-    with response["Body"] as body:
-        size = int(response.get("ContentLength") or 0)
-        if size > max_bytes:
-            raise _too_big(size, max_bytes)
-        data: bytes = body.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise _too_big(len(data), max_bytes)
+    size = int(response.get("ContentLength") or 0)
+    if size > max_bytes:
+        response["Body"].close()
+        raise _too_big(size, max_bytes)
     served = response.get("VersionId")
-    return data, (served if served and served != "null" else None), response.get("ETag")
+    body = Body(response["Body"], size, max_bytes, None)  # S3 checked the version or eTag
+    return body, (served if served and served != "null" else None), response.get("ETag")
+
+
+class Body:
+    """An object's bytes as a stream: at most ``max_bytes`` of them, its eTag checked at the end.
+
+    ``read(n)`` may be called by a decompressor or by the block reader of
+    :mod:`jobs.objects.formats`; either way the object is never held whole.
+    """
+
+    def __init__(self, raw: Any, size: int, max_bytes: int, md5: str | None) -> None:
+        """Wrap an open stream.
+
+        Args:
+            raw: The file or S3 body (closed by :meth:`close`).
+            size: Its size as stored (the file's, S3's ``Content-Length``).
+            max_bytes: Reading past this raises ``object_bytes_limit`` (the object grew).
+            md5: The single-part MD5 the event names; checked when the stream ends.
+        """
+        self.size = size
+        self._raw = raw
+        self._max_bytes = max_bytes
+        self._read = 0
+        self._md5 = md5
+        self._hash = hashlib.md5(usedforsecurity=False) if md5 is not None else None
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all the rest for -1); ``b""`` at the end.
+
+        Raises:
+            UnreadableError: Past ``max_bytes`` (quarantined), or at the end the content
+                does not have the eTag the event named (superseded).
+        """
+        want = self._max_bytes + 1 - self._read if size is None or size < 0 else size
+        data: bytes = self._raw.read(want)
+        self._read += len(data)
+        if self._read > self._max_bytes:  # it grew while being read
+            raise _too_big(self._read, self._max_bytes)
+        if self._hash is not None:
+            self._hash.update(data)
+            if not data and self._hash.hexdigest() != self._md5:
+                detail = f"file content no longer has eTag {self._md5}"
+                raise UnreadableError("superseded", "etag_changed", detail)
+        return data
+
+    def read_all(self) -> bytes:
+        """Every byte (for objects known to be small), the eTag checked."""
+        data = self.read()
+        self.read(1)  # the end: checks the eTag
+        return data
+
+    def close(self) -> None:
+        """Close the underlying stream."""
+        self._raw.close()
+
+    def __enter__(self) -> Body:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def plain_md5(etag: str | None) -> str | None:

@@ -17,11 +17,15 @@ timestamps is truncated; every other cast is checked).
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import re
+import shutil
+import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
@@ -47,6 +51,19 @@ DEFAULT_LIMIT = 1 << 30
 DEFAULT_ROW_LIMIT = 1 << 24
 # Bytes scanned at a time for line lengths (bounds the scan's own memory).
 _SCAN_BLOCK = 1 << 26
+# The default block of a large object decoded at a time (stream.read_block_bytes): 64 MiB.
+DEFAULT_BLOCK = 1 << 26
+
+
+class OverOneBlock(Exception):  # noqa: N818 - a signal, not an error
+    """The object expands past one block: :meth:`ContractDecoder.decode_blocks` reads it."""
+
+
+class Readable(Protocol):
+    """A byte stream: ``read(n)`` gives up to ``n`` bytes, ``b""`` at its end."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
 
 __all__ = [
     "READ_FIELDS",
@@ -163,12 +180,13 @@ class ContractDecoder:
         """
         return self.decode_object(data, key).to_table()
 
-    def decode_object(self, data: bytes, key: str) -> DecodedObject:
+    def decode_object(self, data: bytes, key: str, block_bytes: int | None = None) -> DecodedObject:
         """Decode an object, leaving out the row-level columns that are all null.
 
         Args:
             data: The object's bytes as stored (maybe gzip-compressed).
             key: The object key; its suffix says the compression.
+            block_bytes: Refuse to expand a compressed object past this (None: no block limit).
 
         Returns:
             The declared columns and, when there are any, the rescued values and
@@ -176,31 +194,136 @@ class ContractDecoder:
 
         Raises:
             DecodeError: The object cannot be read; ``reason`` says why.
+            OverOneBlock: It expands past ``block_bytes`` (and that is within the limit).
         """
         if self._decode_format is None:
             raise DecodeError("unsupported_format", f"no reader for format {self.contract.format!r}")
         if not data:
             raise DecodeError("empty_file", "the object has 0 bytes")
-        data = _decompress(data, key, self.max_decompressed_bytes)
+        data = _decompress(data, key, self.max_decompressed_bytes, block_bytes)
         if not data:
             raise DecodeError("empty_file", "the object decompresses to 0 bytes")
         if self.contract.format != "parquet" and len(data) > self.max_row_bytes:
             length, line = longest_line(data)
             if length > self.max_row_bytes:
-                limit = f"stream.max_row_bytes ({self.max_row_bytes:,} bytes)"
-                raise DecodeError("row_bytes_limit", f"line {line:,} is {length:,} bytes, over {limit}")
+                raise self._row_limit(length, line, "")
+        return self._decode_chunk(data)
+
+    def decode_blocks(
+        self, body: Readable, key: str, block_bytes: int = DEFAULT_BLOCK
+    ) -> Iterator[DecodedObject]:
+        """Decode an object of any size a block at a time, never holding it whole (R11).
+
+        CSV and JSON lines: about ``block_bytes`` of the (decompressed) stream at a time, cut
+        after its last line feed (a line never straddles blocks; CSV blocks after the first
+        get the header line). Parquet: the object is spooled to a local temporary file, then
+        read in batches of about ``block_bytes`` (uncompressed). Each block's ``_row_number``
+        continues the previous one's. The limits hold as in :meth:`decode_object`; a limit or
+        bad bytes found in a later block raise there, after earlier blocks were yielded, so
+        the caller must be able to drop what it made of them.
+
+        Args:
+            body: The object's bytes as stored (maybe gzip-compressed), as a stream.
+            key: The object key; its suffix says the compression.
+            block_bytes: Bytes decoded at a time.
+
+        Yields:
+            The rows of each block, as :meth:`decode_object` returns them.
+
+        Raises:
+            DecodeError: The object cannot be read (possibly after some blocks).
+        """
+        if self._decode_format is None:
+            raise DecodeError("unsupported_format", f"no reader for format {self.contract.format!r}")
+        stream = _Expanding(body, key, self.max_decompressed_bytes)
+        blocks = self._parquet_blocks(stream, block_bytes) if self.contract.format == "parquet" else None
+        if blocks is None:
+            blocks = self._line_blocks(stream, block_bytes)
+        first_row = 1
+        for decoded in blocks:
+            yield dataclasses.replace(decoded, first_row=first_row)
+            first_row += decoded.rows.num_rows
+
+    def _line_blocks(self, stream: Readable, block_bytes: int) -> Iterator[DecodedObject]:
+        """CSV / JSON-lines blocks cut after a line feed; see :meth:`decode_blocks`."""
+        options = {k.lower(): v for k, v in self.contract.options.items()}
+        encoding = options.get("encoding", options.get("charset", "utf8"))
+        if "\n".encode(_python_codec(encoding)) != b"\n":
+            raise DecodeError(
+                "unsupported_format",
+                f"encoding {encoding!r} has no one-byte line feed: objects over stream.read_block_bytes "
+                "in it cannot be read in blocks",
+            )
+        with_header = self.contract.format == "csv" and _csv_header(self.contract)
+        header, carry, lines_before, blocks = b"", b"", 0, 0
+        while True:
+            data = stream.read(block_bytes)
+            if not data and not carry:
+                break
+            pending = carry + data if carry else data
+            cut = pending.rfind(b"\n") + 1 if data else len(pending)  # at the end: the last line too
+            if cut == 0:  # no line feed yet: the line goes on
+                if len(pending) > self.max_row_bytes:
+                    raise self._row_limit(len(pending), lines_before + 1, "over ")
+                carry = pending
+                continue
+            chunk, carry = pending[:cut], pending[cut:]
+            if len(chunk) > self.max_row_bytes:
+                length, line = longest_line(chunk)
+                if length > self.max_row_bytes:
+                    raise self._row_limit(length, lines_before + line, "")
+            lines_before += chunk.count(b"\n")
+            if with_header and blocks == 0:
+                header = chunk[: chunk.find(b"\n") + 1] or chunk
+            elif with_header:
+                chunk = header + chunk
+            blocks += 1
+            yield self._decode_chunk(chunk)
+        if not blocks:
+            raise DecodeError("empty_file", "the object has 0 bytes")
+
+    def _parquet_blocks(self, stream: Readable, block_bytes: int) -> Iterator[DecodedObject]:
+        """Parquet batches of about ``block_bytes``; see :meth:`decode_blocks`."""
+        with tempfile.TemporaryFile(prefix="silverline-") as spool:
+            shutil.copyfileobj(stream, spool, 1 << 20)
+            if not spool.tell():
+                raise DecodeError("empty_file", "the object has 0 bytes")
+            spool.seek(0)
+            try:
+                parquet = pq.ParquetFile(spool)
+                self._check_parquet_columns(parquet)
+                meta = parquet.metadata
+                size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+                rows = max(1, block_bytes * max(1, meta.num_rows) // max(1, size))
+                for batch in parquet.iter_batches(batch_size=rows, use_threads=False):
+                    yield self._parquet_rows(pa.Table.from_batches([batch]))
+            except (pa.ArrowException, OSError) as exc:  # the spool is local: OSError means bad data
+                raise DecodeError("unparseable", str(exc)) from exc
+
+    def _decode_chunk(self, chunk: bytes) -> DecodedObject:
+        assert self._decode_format is not None
         try:
-            return self._decode_format(data)
+            return self._decode_format(chunk)
         except (pa.ArrowException, OSError) as exc:  # bytes are in memory: OSError means bad data
             raise DecodeError("unparseable", str(exc)) from exc
 
-    def _decode_parquet(self, data: bytes) -> DecodedObject:
-        parquet = pq.ParquetFile(pa.BufferReader(data))
+    def _row_limit(self, length: int, line: int, over: str) -> DecodeError:
+        limit = f"stream.max_row_bytes ({self.max_row_bytes:,} bytes)"
+        return DecodeError("row_bytes_limit", f"line {line:,} is {over}{length:,} bytes, over {limit}")
+
+    def _check_parquet_columns(self, parquet: pq.ParquetFile) -> None:
         found = parquet.schema_arrow.names
         missing = [name for name in self.schema.names if name not in found]
         if missing:
             raise DecodeError("schema_mismatch", f"missing columns {missing}; file has {found}")
-        table = parquet.read(use_threads=False)
+
+    def _decode_parquet(self, data: bytes) -> DecodedObject:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        self._check_parquet_columns(parquet)
+        return self._parquet_rows(parquet.read(use_threads=False))
+
+    def _parquet_rows(self, table: pa.Table) -> DecodedObject:
+        """The declared columns of Parquet rows, cast; see the module docstring."""
         converted = [convert_column(table[field.name], field) for field in self.schema]
         rows = pa.Table.from_arrays([column for column, _ in converted], schema=self.schema)
         errors = conversion_errors(self.schema.names, [mask for _, mask in converted], rows.num_rows)
@@ -243,19 +366,23 @@ def longest_line(data: bytes, block: int = _SCAN_BLOCK) -> tuple[int, int]:
     return best, best_line
 
 
-def _decompress(data: bytes, key: str, limit: int) -> bytes:
+def _decompress(data: bytes, key: str, limit: int, block: int | None) -> bytes:
     """Undo the compression the key's suffix names (only gzip is read), at most ``limit`` bytes of it.
 
-    The expansion stops one byte past the limit, so a gzip bomb (a few MB that expand
-    to gigabytes) costs at most ``limit`` bytes of memory and the time to expand them.
+    The expansion stops one byte past the limit (or past ``block`` when that is smaller), so
+    a gzip bomb (a few MB that expand to gigabytes) costs at most that much memory and the
+    time to expand it.
     """
     lowered = key.lower()
     if lowered.endswith((".gz", ".gzip")):
+        cap = limit if block is None else min(limit, block)
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-                expanded = stream.read(limit + 1)
+                expanded = stream.read(cap + 1)
         except (OSError, EOFError, zlib.error) as exc:
             raise DecodeError("corrupt_compression", f"gzip: {exc}") from exc
+        if len(expanded) > cap and cap < limit:
+            raise OverOneBlock
         if len(expanded) > limit:
             raise DecodeError(
                 "decompressed_bytes_limit",
@@ -267,3 +394,48 @@ def _decompress(data: bytes, key: str, limit: int) -> bytes:
             "unsupported_format", f"compression of {key.rsplit('.', 1)[-1]!r} files is not read"
         )
     return data
+
+
+class _Expanding:
+    """A stored object's stream, gunzipped when its key says ``.gz``, at most ``limit`` bytes of it."""
+
+    def __init__(self, body: Readable, key: str, limit: int) -> None:
+        lowered = key.lower()
+        self._gzip = lowered.endswith((".gz", ".gzip"))
+        if not self._gzip and lowered.endswith(_UNSUPPORTED_COMPRESSION):
+            raise DecodeError(
+                "unsupported_format", f"compression of {key.rsplit('.', 1)[-1]!r} files is not read"
+            )
+        source: Any = body
+        self._source: Readable = gzip.GzipFile(fileobj=source, mode="rb") if self._gzip else body
+        self._limit = limit
+        self._expanded = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            data = self._source.read(size)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise DecodeError("corrupt_compression", f"gzip: {exc}") from exc
+        self._expanded += len(data)
+        if self._gzip and self._expanded > self._limit:
+            raise DecodeError(
+                "decompressed_bytes_limit",
+                f"expands past stream.max_decompressed_bytes ({self._limit:,} bytes)",
+            )
+        return data
+
+
+def _csv_header(contract: DatasetContract) -> bool:
+    """Does the contract's CSV have a header line (``header``, default true)."""
+    options = {k.lower(): v for k, v in contract.options.items()}
+    return options.get("header", "true").strip().lower() == "true"
+
+
+def _python_codec(encoding: str) -> str:
+    """Python's name for a pyarrow/Spark encoding name (``utf8`` -> ``utf-8``); unknown ones as given."""
+    import codecs
+
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        return "utf-8"

@@ -1,7 +1,10 @@
-"""Read the raw objects named by winning ObjectCreated events into one Arrow table.
+"""Read the raw objects named by winning ObjectCreated events as Arrow tables.
 
 An I/O adapter: fetch each object's bytes (local lake or the S3 API), decode
 them with :mod:`jobs.objects.formats`, and append the lineage columns (R8).
+Objects that fit in one block (``stream.read_block_bytes``, decompressed) are
+read whole; larger ones a block at a time, so memory never grows with an
+object's size (R11, :meth:`ObjectReader.read_pieces`).
 A value that does not convert to its declared type costs its row, not the file:
 the row is marked (``_conversion_errors``, ``_raw``) and the batch writer decides
 what to do with it; see :func:`silver_arrow_schema` for every column.
@@ -23,7 +26,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,13 +37,15 @@ import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.contracts import DatasetContract
 from jobs.objects.fetch import (
+    Body,
     UnreadableError,
     default_s3_client,
     file_uri_to_path,
-    get_object,
-    read_file,
+    open_file,
+    open_object,
 )
 from jobs.objects.formats import (
+    DEFAULT_BLOCK,
     DEFAULT_LIMIT,
     DEFAULT_ROW_LIMIT,
     READ_FIELDS,
@@ -48,6 +53,7 @@ from jobs.objects.formats import (
     ContractDecoder,
     DecodedObject,
     DecodeError,
+    OverOneBlock,
     contract_schema,
 )
 from jobs.objects.rows import read_columns
@@ -108,6 +114,24 @@ class ReadOutcome:
     rows_with_errors: int = 0
 
 
+@dataclass(frozen=True)
+class Piece:
+    """Rows of a read, and the outcomes of the objects whose reading ended with them.
+
+    Attributes:
+        table: Rows (schema :func:`silver_arrow_schema`).
+        outcomes: ``(index of the ref, outcome)`` of each object that ended here.
+        streamed: The ref index when the rows are one block of an object larger than a
+            block (read a block at a time); None for the objects read whole. A streamed
+            object's outcome comes in an empty piece after its last block: when it is not
+            ``ok``, the rows of its earlier blocks must be dropped.
+    """
+
+    table: pa.Table
+    outcomes: list[tuple[int, ReadOutcome]]
+    streamed: int | None
+
+
 def silver_arrow_schema(contract: DatasetContract) -> pa.Schema:
     """Schema of :meth:`ObjectReader.read`'s table.
 
@@ -149,6 +173,7 @@ class ObjectReader:
         max_object_bytes: int = DEFAULT_LIMIT,
         max_decompressed_bytes: int = DEFAULT_LIMIT,
         max_row_bytes: int = DEFAULT_ROW_LIMIT,
+        block_bytes: int = DEFAULT_BLOCK,
     ) -> None:
         """Create a reader.
 
@@ -161,12 +186,15 @@ class ObjectReader:
                 (``decompressed_bytes_limit``), after expanding at most this much (R11).
             max_row_bytes: CSV and JSON-lines objects with a longer line are quarantined
                 (``row_bytes_limit``).
+            block_bytes: Objects (decompressed) larger than this are read a block at a time
+                (:meth:`read_pieces`), never whole.
 
         Raises:
-            ValueError: Unsupported root or ``max_workers`` below 1.
+            ValueError: Unsupported root, ``max_workers`` or ``block_bytes`` below 1.
         """
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
+        if max_workers < 1 or block_bytes < 1:
+            raise ValueError("max_workers and block_bytes must be at least 1")
+        self._block_bytes = block_bytes
         self._root = objects_root
         self._bucket_dirs: dict[str, str] = {}  # local lake: bucket -> its directory
         self._max_workers = max_workers
@@ -182,15 +210,48 @@ class ObjectReader:
     def read(
         self, refs: Sequence[ObjectRef], contract: DatasetContract
     ) -> tuple[pa.Table, list[ReadOutcome]]:
-        """Read the objects of one tenant's dataset.
+        """Read the objects of one tenant's dataset into one table (all rows in memory).
+
+        For callers that want every row at once; the stream's tasks use :meth:`read_pieces`.
 
         Args:
             refs: Winning created-events of one (bucket, tenant, dataset).
             contract: The dataset's contract.
 
         Returns:
-            The rows of every ``ok`` object (schema :func:`silver_arrow_schema`,
-            objects in ref order), and one outcome per ref, in ref order.
+            The rows of every ``ok`` object (schema :func:`silver_arrow_schema`): the objects
+            that fit in one block in ref order, then the larger ones in ref order; and one
+            outcome per ref, in ref order.
+
+        Raises:
+            See :meth:`read_pieces`.
+        """
+        parts: list[tuple[int | None, pa.Table]] = []
+        outcomes: list[ReadOutcome | None] = [None] * len(refs)
+        for piece in self.read_pieces(refs, contract):
+            parts.append((piece.streamed, piece.table))
+            for index, outcome in piece.outcomes:
+                outcomes[index] = outcome
+        done = [outcome for outcome in outcomes if outcome is not None]
+        assert len(done) == len(refs)  # every ref ends in one outcome (R7)
+        tables = [t for i, t in parts if t.num_rows and (i is None or done[i].status == "ok")]
+        table = pa.concat_tables(tables) if tables else silver_arrow_schema(contract).empty_table()
+        return table, done
+
+    def read_pieces(self, refs: Sequence[ObjectRef], contract: DatasetContract) -> Iterator[Piece]:
+        """Read the objects of one tenant's dataset, a piece at a time (R11).
+
+        The first piece holds every object that fits in one block (``block_bytes``,
+        decompressed), read whole and concurrently. Each larger object then comes a block at
+        a time (a second GET, then :meth:`ContractDecoder.decode_blocks`), its outcome in an
+        empty piece after its last block (see :class:`Piece`).
+
+        Args:
+            refs: Winning created-events of one (bucket, tenant, dataset).
+            contract: The dataset's contract.
+
+        Yields:
+            Pieces; over all of them, exactly one outcome per ref.
 
         Raises:
             ValueError: The refs mix buckets, tenants or datasets, or do not match the contract.
@@ -203,45 +264,96 @@ class ObjectReader:
         started = time.perf_counter()
         decoder = ContractDecoder(contract, self._max_decompressed_bytes, self._max_row_bytes)
         results = _map_in_order(lambda ref: self._read_one(ref, decoder), refs, self._max_workers)
-        outcomes = [outcome for outcome, _ in results]
-        table = _assemble([(o.ref, rows) for o, rows in results if rows is not None], contract)
+        whole = [(i, outcome, rows) for i, (_, outcome, rows) in enumerate(results) if outcome is not None]
+        table = _assemble([(o.ref, rows) for _, o, rows in whole if rows is not None], contract)
         log.debug(
             "read %d objects of %s (%d ok, %d rows) in %.3fs",
-            len(refs),
+            len(whole),
             contract.name,
-            sum(o.status == "ok" for o in outcomes),
+            sum(o.status == "ok" for _, o, _ in whole),
             table.num_rows,
             time.perf_counter() - started,
         )
-        return table, outcomes
+        yield Piece(table, [(i, o) for i, o, _ in whole], None)
+        for index, (ref, outcome, _) in enumerate(results):
+            if outcome is None:
+                yield from self._stream(index, ref, decoder, contract)
 
-    def _read_one(self, ref: ObjectRef, decoder: ContractDecoder) -> tuple[ReadOutcome, DecodedObject | None]:
+    def _read_one(
+        self, ref: ObjectRef, decoder: ContractDecoder
+    ) -> tuple[ObjectRef, ReadOutcome | None, DecodedObject | None]:
+        """Read and decode an object that fits in one block; no outcome: it is larger (stream it)."""
         try:
-            data, served_version, served_etag = self._fetch(ref)
-            # A ref that named no version (a re-read of the current one) takes what S3 served (R8).
-            if ref.version_id is None and ref.etag is None and (served_version or served_etag):
-                ref = dataclasses.replace(ref, version_id=served_version, etag=served_etag)
-            decoded = decoder.decode_object(data, ref.key)
+            body, ref = self._open(ref)
+            with body:
+                if body.size > self._block_bytes:
+                    return ref, None, None
+                data = body.read_all()
+            decoded = decoder.decode_object(data, ref.key, self._block_bytes)
+        except OverOneBlock:
+            return ref, None, None
         except UnreadableError as exc:
             log.debug("%s s3://%s/%s: %s (%s)", exc.status, ref.bucket, ref.key, exc.reason, exc.detail)
-            return ReadOutcome(ref, exc.status, exc.reason, exc.detail, 0), None
+            return ref, ReadOutcome(ref, exc.status, exc.reason, exc.detail, 0), None
         except DecodeError as exc:
             log.warning("quarantined s3://%s/%s: %s (%s)", ref.bucket, ref.key, exc.reason, exc.detail)
-            return ReadOutcome(ref, "quarantined", exc.reason, exc.detail, 0), None
+            return ref, ReadOutcome(ref, "quarantined", exc.reason, exc.detail, 0), None
         bad_rows = decoded.rows_with_errors
         if bad_rows:
             log.debug("s3://%s/%s: %d rows with values that do not convert", ref.bucket, ref.key, bad_rows)
-        return ReadOutcome(ref, "ok", None, None, decoded.rows.num_rows, bad_rows), decoded
+        return ref, ReadOutcome(ref, "ok", None, None, decoded.rows.num_rows, bad_rows), decoded
 
-    def _fetch(self, ref: ObjectRef) -> tuple[bytes, str | None, str | None]:
-        """The object's bytes, and the version id and eTag served (S3 only)."""
+    def _stream(
+        self, index: int, ref: ObjectRef, decoder: ContractDecoder, contract: DatasetContract
+    ) -> Iterator[Piece]:
+        """One object larger than a block, a block at a time; its outcome last."""
+        started = time.perf_counter()
+        rows = bad_rows = blocks = 0
+        try:
+            body, ref = self._open(ref)
+            with body:
+                for decoded in decoder.decode_blocks(body, ref.key, self._block_bytes):
+                    rows += decoded.rows.num_rows
+                    bad_rows += decoded.rows_with_errors
+                    blocks += 1
+                    yield Piece(_assemble([(ref, decoded)], contract), [], index)
+        except UnreadableError as exc:
+            log.debug("%s s3://%s/%s: %s (%s)", exc.status, ref.bucket, ref.key, exc.reason, exc.detail)
+            outcome = ReadOutcome(ref, exc.status, exc.reason, exc.detail, 0)
+        except DecodeError as exc:
+            where = f"s3://{ref.bucket}/{ref.key}"
+            log.warning("quarantined %s after %d blocks: %s (%s)", where, blocks, exc.reason, exc.detail)
+            outcome = ReadOutcome(ref, "quarantined", exc.reason, exc.detail, 0)
+        else:
+            outcome = ReadOutcome(ref, "ok", None, None, rows, bad_rows)
+            log.info(
+                "read s3://%s/%s in %d blocks: %d rows in %.1fs",
+                ref.bucket,
+                ref.key,
+                blocks,
+                rows,
+                time.perf_counter() - started,
+            )
+        yield Piece(silver_arrow_schema(contract).empty_table(), [(index, outcome)], index)
+
+    def _open(self, ref: ObjectRef) -> tuple[Body, ObjectRef]:
+        """The object opened, and the ref as served.
+
+        A ref that named no version (a re-read of the current one) takes the version and
+        eTag S3 served (R8).
+        """
         if self._s3 is None:  # the path is the URI's, without building and parsing a URI per file
             bucket_dir = self._bucket_dir(ref.bucket)
             path = os.path.join(bucket_dir, *ref.key.split("/"))
-            data = read_file(path, ref.key, ref.etag, bucket_dir=bucket_dir, max_bytes=self._max_object_bytes)
-            return data, None, None
+            body = open_file(path, ref.key, ref.etag, bucket_dir=bucket_dir, max_bytes=self._max_object_bytes)
+            return body, ref
         uri = object_uri(self._root, ref.bucket, ref.key)
-        return get_object(self._s3, uri, ref.version_id, ref.etag, max_bytes=self._max_object_bytes)
+        body, version, etag = open_object(
+            self._s3, uri, ref.version_id, ref.etag, max_bytes=self._max_object_bytes
+        )
+        if ref.version_id is None and ref.etag is None and (version or etag):
+            ref = dataclasses.replace(ref, version_id=version, etag=etag)
+        return body, ref
 
     def _bucket_dir(self, bucket: str) -> str:
         found = self._bucket_dirs.get(bucket)

@@ -64,12 +64,14 @@ class DecodedObject:
         rescued: ``_rescued`` per row; None when no row has undeclared values.
         conversion_errors: ``_conversion_errors`` per row; None when every value converted.
         raw: ``_raw`` per row; None when every value converted.
+        first_row: ``_row_number`` of the first row (a block of a large object starts past 1).
     """
 
     rows: pa.Table
     rescued: pa.Array | None = None
     conversion_errors: pa.Array | None = None
     raw: pa.Array | None = None
+    first_row: int = 1
 
     @property
     def rows_with_errors(self) -> int:
@@ -95,7 +97,7 @@ def read_columns(objects: Sequence[DecodedObject]) -> list[pa.Array]:
     counts = [o.rows.num_rows for o in objects]
     return [
         _concat_or_nulls([o.rescued for o in objects], counts, READ_FIELDS[0].type),
-        _row_numbers(counts),
+        _row_numbers([(o.first_row, o.rows.num_rows) for o in objects]),
         _concat_or_nulls([o.conversion_errors for o in objects], counts, READ_FIELDS[2].type),
         _concat_or_nulls([o.raw for o in objects], counts, READ_FIELDS[3].type),
     ]
@@ -223,9 +225,13 @@ class _RowNumbers:
 _ROW_NUMBERS = _RowNumbers()
 
 
-def _row_numbers(counts: Sequence[int]) -> pa.Array:
-    """``_row_number``: 1-based within each object."""
-    parts = [_ROW_NUMBERS.first(n) for n in counts if n]
+def _row_numbers(runs: Sequence[tuple[int, int]]) -> pa.Array:
+    """``_row_number``: 1-based within each object; ``runs`` are (first row number, rows) per object."""
+    parts = [
+        _ROW_NUMBERS.first(n) if first == 1 else pa.array(np.arange(first, first + n, dtype=np.int32))
+        for first, n in runs
+        if n
+    ]
     if not parts:
         return pa.array([], pa.int32())
     return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
