@@ -218,6 +218,17 @@ def section_sizes(results: Path, plots: list[str]) -> str:
     series = {"ObjectReader": reader_series, "Spark CSV reader": spark_series}
     plots.append(plot_lines("file_sizes.png", "file size (MB)", "MB/s", series, results, log_x=True))
     out.append("![file sizes](file_sizes.png)")
+    blocks = load(results, "file_sizes_blocks")
+    if blocks:
+        out.append("### A block at a time, as the stream's tasks read (`read_pieces`)")
+        out.append(provenance(blocks))
+        rows = []
+        for label, r in blocks["results"].items():
+            reader = r.get("objectreader") or {}
+            rss_mb = round(reader.get("peak_rss_growth_bytes", 0) / 1e6, 1)
+            rows.append([label, r["rows"], reader.get("blocks"), reader.get("best_s"), reader.get("mb_per_s"),
+                         rss_mb, reader.get("error") or ""])  # fmt: skip
+        out.append(table(["size", "rows", "blocks", "s", "MB/s", "peak RSS growth MB", "error"], rows))
     return "\n\n".join(out)
 
 

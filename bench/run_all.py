@@ -50,6 +50,10 @@ SUITE: dict[str, list[str]] = {
     ],
     "reader_baseline": ["--files", "3000"],
     "file_sizes": ["--max-mb", "500"],
+    "file_sizes_blocks": [
+        *("--blocks", "--no-spark", "--max-mb", "2000", "--repeats", "1"),
+        *("--out", "bench/results/file_sizes_blocks.json"),
+    ],
     "parse_bronze": ["--messages", "20000", "--masters", "local[1]", "local[2]"],
     "judge_ledger": ["--sizes", "0", "1000000", "10000000", "--events", "2000", "--runs", "3"],
     "append_paths": ["--tables", "50", "--rows", "150", "--rounds", "3"],
@@ -61,6 +65,7 @@ SCRIPTS = {
     "stream_e2e_cores": "stream_e2e",
     "bridge_latency": "bridge_capacity",
     "many_tables_8_threads": "many_tables",
+    "file_sizes_blocks": "file_sizes",
 }
 
 

@@ -149,7 +149,7 @@ class StreamConfig(_Section):
         description="Objects one tenant may have applied per micro-batch; the rest wait for later batches",
     )
     max_object_bytes: int = Field(
-        default=1 << 30,
+        default=1 << 34,
         ge=1,
         description="An object larger than this (as stored) is quarantined unread (object_bytes_limit)",
     )
@@ -162,6 +162,12 @@ class StreamConfig(_Section):
         default=1 << 24,
         ge=1,
         description="A CSV or JSON-lines object with a longer line is quarantined (row_bytes_limit)",
+    )
+    read_block_bytes: int = Field(
+        default=1 << 26,
+        ge=1024,
+        description="Objects larger than this (decompressed) are read, checked and written a block "
+        "of about this many bytes at a time, never whole",
     )
 
     @field_validator("trigger")

@@ -19,7 +19,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from jobs.objects.formats import DEFAULT_LIMIT
+from jobs.objects.formats import DEFAULT_OBJECT_LIMIT
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -54,7 +54,7 @@ def _too_big(size: int, limit: int) -> UnreadableError:
 
 
 def read_file(
-    path: str, key: str, etag: str | None, *, bucket_dir: str, max_bytes: int = DEFAULT_LIMIT
+    path: str, key: str, etag: str | None, *, bucket_dir: str, max_bytes: int = DEFAULT_OBJECT_LIMIT
 ) -> bytes:
     """Bytes of a lake file; a missing file is superseded, a missing bucket directory raises.
 
@@ -79,7 +79,7 @@ def read_file(
 
 
 def open_file(
-    path: str, key: str, etag: str | None, *, bucket_dir: str, max_bytes: int = DEFAULT_LIMIT
+    path: str, key: str, etag: str | None, *, bucket_dir: str, max_bytes: int = DEFAULT_OBJECT_LIMIT
 ) -> Body:
     """A lake file opened for reading; :func:`read_file` says what raises (the eTag check at its end)."""
     if any(part in ("", ".", "..") for part in key.split("/")):
@@ -107,7 +107,12 @@ def open_file(
 
 
 def get_object(
-    client: S3Client, uri: str, version_id: str | None, etag: str | None, *, max_bytes: int = DEFAULT_LIMIT
+    client: S3Client,
+    uri: str,
+    version_id: str | None,
+    etag: str | None,
+    *,
+    max_bytes: int = DEFAULT_OBJECT_LIMIT,
 ) -> tuple[bytes, str | None, str | None]:
     """Bytes of the object version the event names (R9): by version id, else guarded by eTag.
 
@@ -133,7 +138,12 @@ def get_object(
 
 
 def open_object(
-    client: S3Client, uri: str, version_id: str | None, etag: str | None, *, max_bytes: int = DEFAULT_LIMIT
+    client: S3Client,
+    uri: str,
+    version_id: str | None,
+    etag: str | None,
+    *,
+    max_bytes: int = DEFAULT_OBJECT_LIMIT,
 ) -> tuple[Body, str | None, str | None]:
     """The object version the event names, opened for reading; :func:`get_object` says what raises."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")  # not urlsplit: keys may hold '?', '#'
@@ -182,14 +192,15 @@ class Body:
         self._hash = hashlib.md5(usedforsecurity=False) if md5 is not None else None
 
     def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes (all the rest for -1); ``b""`` at the end.
+        """Up to ``size`` bytes (-1: the rest as stored); ``b""`` at the end.
 
         Raises:
             UnreadableError: Past ``max_bytes`` (quarantined), or at the end the content
                 does not have the eTag the event named (superseded).
         """
-        want = self._max_bytes + 1 - self._read if size is None or size < 0 else size
-        data: bytes = self._raw.read(want)
+        if size is None or size < 0:  # what is left as stored (never a buffer of max_bytes)
+            size = max(self.size - self._read, 1 << 16)
+        data: bytes = self._raw.read(size)
         self._read += len(data)
         if self._read > self._max_bytes:  # it grew while being read
             raise _too_big(self._read, self._max_bytes)
@@ -201,10 +212,11 @@ class Body:
         return data
 
     def read_all(self) -> bytes:
-        """Every byte (for objects known to be small), the eTag checked."""
-        data = self.read()
-        self.read(1)  # the end: checks the eTag
-        return data
+        """Every byte (for objects known to be small), the eTag checked at the end."""
+        parts = []
+        while chunk := self.read():
+            parts.append(chunk)
+        return b"".join(parts)  # one part (the usual case) is not copied
 
     def close(self) -> None:
         """Close the underlying stream."""

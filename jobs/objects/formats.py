@@ -45,8 +45,10 @@ from jobs.objects.rows import (
     json_objects,
 )
 
-# The default object limits (stream.max_object_bytes, stream.max_decompressed_bytes): 1 GiB.
+# The default limit of a compressed object's expansion (stream.max_decompressed_bytes): 1 GiB.
 DEFAULT_LIMIT = 1 << 30
+# The default limit of an object as stored (stream.max_object_bytes): 16 GiB (read in blocks).
+DEFAULT_OBJECT_LIMIT = 1 << 34
 # The default limit of one CSV / JSON line (stream.max_row_bytes): 16 MiB.
 DEFAULT_ROW_LIMIT = 1 << 24
 # Bytes scanned at a time for line lengths (bounds the scan's own memory).

@@ -47,6 +47,7 @@ from jobs.objects.fetch import (
 from jobs.objects.formats import (
     DEFAULT_BLOCK,
     DEFAULT_LIMIT,
+    DEFAULT_OBJECT_LIMIT,
     DEFAULT_ROW_LIMIT,
     READ_FIELDS,
     UTC_MICROS,
@@ -170,7 +171,7 @@ class ObjectReader:
         *,
         s3_client: Any | None = None,
         max_workers: int = 8,
-        max_object_bytes: int = DEFAULT_LIMIT,
+        max_object_bytes: int = DEFAULT_OBJECT_LIMIT,
         max_decompressed_bytes: int = DEFAULT_LIMIT,
         max_row_bytes: int = DEFAULT_ROW_LIMIT,
         block_bytes: int = DEFAULT_BLOCK,

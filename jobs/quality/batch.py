@@ -57,7 +57,8 @@ class TableRead:
         checked: ``table`` plus each row's verdict: ``_failed`` (what it failed; empty for
             a good row) and ``_quarantine_reason``; set by :func:`check`.
         bad_rows: Rows with a non-empty ``_failed``.
-        rejected_keys: Objects quarantined whole (``reject_file``).
+        rejected_keys: Objects quarantined whole (``reject_file``); keys set before
+            :func:`check` are rejected whatever their rows.
     """
 
     bucket: str
@@ -121,7 +122,8 @@ def _split(read: TableRead, failed: list[list[str]]) -> None:
     reasons = pa.array([REASON_ROWS] * table.num_rows, pa.string())
     if read.contract.on_bad_rows == "reject_file" and table.num_rows:
         keys = table["_source_key"]
-        read.rejected_keys = set(pc.unique(pc.filter(keys, bad_mask)).to_pylist())
+        # keys rejected beforehand (every row of theirs goes) and keys with a bad row here
+        read.rejected_keys = read.rejected_keys | set(pc.unique(pc.filter(keys, bad_mask)).to_pylist())
         if read.rejected_keys:
             in_rejected = pc.is_in(keys, value_set=pa.array(sorted(read.rejected_keys), pa.string()))
             innocent = pc.and_not(in_rejected, bad_mask)  # good rows of a rejected file go with it

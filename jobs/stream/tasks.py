@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
-from jobs.objects.reader import ObjectReader, ObjectRef, ReadOutcome
+from jobs.objects.fetch import file_uri_to_path
+from jobs.objects.reader import ObjectReader, ObjectRef, Piece, ReadOutcome
 from jobs.quality import batch as batch_quality
 from jobs.quality.split import FAILED_COLUMN, FAILED_EXPECTATIONS_COLUMN
 from jobs.silver.commit import one_line, silver_columns
@@ -191,7 +193,13 @@ def run_bins(spec: TaskSpec, bins: Iterable[Sequence[ReadUnit]]) -> Iterator[Bin
 
 
 def run_bin(spec: TaskSpec, units: Sequence[ReadUnit]) -> BinResult:
-    """Read, check and write one bin of units (see the module docstring)."""
+    """Read, check and write one bin of units (see the module docstring).
+
+    Objects that fit in one block are read whole, then checked together (one
+    great-expectations call per dataset and suite) and written. Each larger object then
+    goes a block at a time: read, check, write (R11); its files count only when the whole
+    object ends ``ok``, else they are deleted.
+    """
     seconds = {"read": 0.0, "validate": 0.0, "write": 0.0}
     config = spec.config
     started = time.perf_counter()
@@ -202,38 +210,200 @@ def run_bin(spec: TaskSpec, units: Sequence[ReadUnit]) -> BinResult:
         max_object_bytes=config.stream.max_object_bytes,
         max_decompressed_bytes=config.stream.max_decompressed_bytes,
         max_row_bytes=config.stream.max_row_bytes,
+        block_bytes=config.stream.read_block_bytes,
     )
-    results: list[UnitResult] = []
+    works: list[_UnitWork] = []
     reads: list[tuple[batch_quality.TableRead, UnitResult, ReadUnit]] = []
+    read_works: list[_UnitWork] = []  # the work of each read
     for unit in units:
-        result = UnitResult(unit.table)
-        results.append(result)
+        work = _UnitWork(unit, UnitResult(unit.table), [None] * len(unit.refs))
+        works.append(work)
         try:
-            table, outcomes = reader.read([ref for ref, _ in unit.refs], unit.contract)
+            pieces = reader.read_pieces([ref for ref, _ in unit.refs], unit.contract)
+            first = next(pieces)
         except Exception as exc:  # R10: this table's change fails, not the batch
-            result.error = f"read failed: {one_line(exc)}"
-            log.warning("%s: %s (%d objects to retry)", unit.table, result.error, len(unit.refs))
+            work.fail(f"read failed: {one_line(exc)}")
             continue
-        result.outcomes = outcomes
-        read = batch_quality.TableRead(unit.bucket, unit.tenant, unit.dataset, unit.contract, table)
-        reads.append((read, result, unit))
+        work.pieces = pieces
+        work.note(first.outcomes)
+        read = batch_quality.TableRead(unit.bucket, unit.tenant, unit.dataset, unit.contract, first.table)
+        reads.append((read, work.result, unit))
+        read_works.append(work)
     seconds["read"] = time.perf_counter() - started
     started = time.perf_counter()
     verdicts = _check(reads, spec)
     seconds["validate"] = time.perf_counter() - started
     started = time.perf_counter()
     writer = _Writer(spec)
-    for read, result, unit in reads:
+    for (read, result, unit), work in zip(reads, read_works, strict=True):
         if result.error is not None:
             continue
         try:
-            _write(read, result, unit, spec, writer)
+            work.add(_write(read, unit, spec, writer))
         except Exception as exc:  # e.g. the table's location refusing the write: retried
-            result.error = f"write failed: {one_line(exc)}"
-            log.warning("%s: %s", unit.table, result.error)
+            work.fail(f"write failed: {one_line(exc)}", writer)
     seconds["write"] = time.perf_counter() - started
+    for work in works:
+        if work.result.error is None and work.pieces is not None:
+            verdicts.extend(_run_streamed(work, reader, spec, writer, seconds))
+        work.finish()
     stripped = [_without_rows(v) for v in verdicts]
-    return BinResult(results, stripped, {k: round(s, 3) for k, s in seconds.items()})
+    return BinResult([w.result for w in works], stripped, {k: round(s, 3) for k, s in seconds.items()})
+
+
+@dataclass
+class _Written:
+    """What writing one checked read made: files, row counts, objects rejected whole."""
+
+    files: list[WrittenFile] = field(default_factory=list)
+    bad_files: list[str] = field(default_factory=list)
+    good_rows: int = 0
+    bad_rows: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)
+    verdicts: list[RowVerdicts] = field(default_factory=list)
+
+    def add(self, other: _Written) -> None:
+        self.files.extend(other.files)
+        self.bad_files.extend(other.bad_files)
+        self.good_rows += other.good_rows
+        self.bad_rows += other.bad_rows
+        self.rejected.update(other.rejected)
+        self.verdicts.extend(other.verdicts)
+
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files] + self.bad_files
+
+
+@dataclass
+class _UnitWork:
+    """One unit in a task: its result so far, its pieces still to read, its outcomes by ref."""
+
+    unit: ReadUnit
+    result: UnitResult
+    outcomes: list[ReadOutcome | None]
+    pieces: Iterator[Piece] | None = None
+    written: _Written = field(default_factory=_Written)
+
+    def note(self, outcomes: Iterable[tuple[int, ReadOutcome]]) -> None:
+        for index, outcome in outcomes:
+            self.outcomes[index] = outcome
+
+    def add(self, written: _Written) -> None:
+        self.written.add(written)
+
+    def fail(self, error: str, writer: _Writer | None = None) -> None:
+        """The unit's table is retried: nothing it wrote counts (the files are deleted)."""
+        self.result.error = error
+        log.warning("%s: %s (%d objects to retry)", self.unit.table, error, len(self.unit.refs))
+        if writer is not None:
+            writer.delete(self.written.paths())
+        self.written = _Written()
+
+    def finish(self) -> None:
+        """Fill in the result (outcomes in ref order)."""
+        result, written = self.result, self.written
+        if result.error is not None:
+            return
+        assert all(o is not None for o in self.outcomes)  # every ref ends in one outcome (R7)
+        result.outcomes = [o for o in self.outcomes if o is not None]
+        result.files, result.bad_files = written.files, written.bad_files
+        result.good_rows, result.bad_rows, result.rejected = (
+            written.good_rows,
+            written.bad_rows,
+            written.rejected,
+        )
+
+
+def _run_streamed(
+    work: _UnitWork, reader: ObjectReader, spec: TaskSpec, writer: _Writer, seconds: dict[str, float]
+) -> list[RowVerdicts]:
+    """The unit's objects larger than a block: each read, checked and written a block at a time.
+
+    An object's files and verdicts count only when it ends ``ok``. Under ``reject_file``, an
+    object with a bad row in any block is read again and every row goes to quarantine.
+    """
+    assert work.pieces is not None
+    unit = work.unit
+    verdicts: list[RowVerdicts] = []
+    current = _Written()
+    try:
+        for piece in _timed(work.pieces, seconds):
+            if piece.table.num_rows:
+                current.add(_check_and_write(piece.table, unit, spec, writer, seconds, set()))
+            if not piece.outcomes:
+                continue
+            ((_, outcome),) = piece.outcomes
+            if outcome.status != "ok":
+                writer.delete(current.paths())
+            elif current.rejected:
+                writer.delete(current.paths())
+                current = _rejected_whole(outcome.ref, current, reader, unit, spec, writer, seconds)
+            work.note(piece.outcomes)
+            if outcome.status == "ok":
+                work.add(current)
+                verdicts.extend(current.verdicts)
+            current = _Written()
+    except Exception as exc:  # R10: this table's change fails, not the batch
+        writer.delete(current.paths())
+        work.fail(f"read failed: {one_line(exc)}", writer)
+        return []
+    return verdicts
+
+
+def _rejected_whole(
+    ref: ObjectRef,
+    first: _Written,
+    reader: ObjectReader,
+    unit: ReadUnit,
+    spec: TaskSpec,
+    writer: _Writer,
+    seconds: dict[str, float],
+) -> _Written:
+    """A streamed object rejected whole (``reject_file``): read again, every row to quarantine."""
+    again = _Written()
+    for piece in _timed(reader.read_pieces([ref], unit.contract), seconds):
+        if piece.table.num_rows:
+            again.add(_check_and_write(piece.table, unit, spec, writer, seconds, {ref.key}))
+        for _, outcome in piece.outcomes:
+            if outcome.status != "ok":  # it changed since: the later event covers it
+                writer.delete(again.paths())
+                raise RuntimeError(f"{ref.key} changed while it was read again: {outcome.reason}")
+    again.rejected = {ref.key: first.rejected.get(ref.key, "") + " (first block with a bad row)"}
+    return again
+
+
+def _check_and_write(
+    rows: pa.Table,
+    unit: ReadUnit,
+    spec: TaskSpec,
+    writer: _Writer,
+    seconds: dict[str, float],
+    rejected: set[str],
+) -> _Written:
+    """Check one block's rows and write them (``rejected``: keys whose every row goes to quarantine)."""
+    started = time.perf_counter()
+    read = batch_quality.TableRead(unit.bucket, unit.tenant, unit.dataset, unit.contract, rows)
+    read.rejected_keys = set(rejected)
+    verdicts = batch_quality.check([read], spec.suites)
+    seconds["validate"] += time.perf_counter() - started
+    started = time.perf_counter()
+    written = _write(read, unit, spec, writer)
+    written.verdicts = verdicts
+    seconds["write"] += time.perf_counter() - started
+    return written
+
+
+def _timed(pieces: Iterator[Piece], seconds: dict[str, float]) -> Iterator[Piece]:
+    """The pieces, the time spent producing them added to ``seconds["read"]``."""
+    while True:
+        started = time.perf_counter()
+        try:
+            piece = next(pieces)
+        except StopIteration:
+            return
+        finally:
+            seconds["read"] += time.perf_counter() - started
+        yield piece
 
 
 def _check(
@@ -291,19 +461,18 @@ def run_isolated(
     return results
 
 
-def _write(
-    read: batch_quality.TableRead, result: UnitResult, unit: ReadUnit, spec: TaskSpec, writer: _Writer
-) -> None:
+def _write(read: batch_quality.TableRead, unit: ReadUnit, spec: TaskSpec, writer: _Writer) -> _Written:
     """Write a checked read's good and bad rows; note the rejected objects."""
     assert read.checked is not None  # set by batch_quality.check
+    written = _Written()
     good, bad = batch_quality.split_checked(read.checked)
     silver = [n for n, _ in silver_columns(unit.contract) if n not in ("_ingest_time", "_batch_id")]
     good = _with_ingest(good.select(silver), spec)
     if unit.target is not None:
-        result.files = write_data_files(good, unit.target, writer.put)
+        written.files = write_data_files(good, unit.target, writer.put)
     else:
-        result.files = [WrittenFile(writer.stage(good, spec.batch_id), 0, good.num_rows, None)]
-    result.good_rows = good.num_rows
+        written.files = [WrittenFile(writer.stage(good, spec.batch_id), 0, good.num_rows, None)]
+    written.good_rows = good.num_rows
     if bad.num_rows:
         names = [
             n for n, _ in silver_columns(unit.contract, QUARANTINE) if n not in ("_ingest_time", "_batch_id")
@@ -311,9 +480,12 @@ def _write(
         bad = bad.rename_columns(
             [FAILED_EXPECTATIONS_COLUMN if n == FAILED_COLUMN else n for n in bad.column_names]
         )
-        result.bad_files = [writer.stage(_with_ingest(bad.select(names), spec), spec.batch_id)]
-        result.bad_rows = bad.num_rows
-    result.rejected = {key: batch_quality.quarantine_summary(read, key) for key in sorted(read.rejected_keys)}
+        written.bad_files = [writer.stage(_with_ingest(bad.select(names), spec), spec.batch_id)]
+        written.bad_rows = bad.num_rows
+    written.rejected = {
+        key: batch_quality.quarantine_summary(read, key) for key in sorted(read.rejected_keys)
+    }
+    return written
 
 
 def _with_ingest(rows: pa.Table, spec: TaskSpec) -> pa.Table:
@@ -348,6 +520,20 @@ class _Writer:
             self._s3 = _s3_client(self._spec.config, force=True)
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         self._s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def delete(self, uris: Sequence[str]) -> None:
+        """Delete files this task wrote that will not be committed (best effort: orphans otherwise)."""
+        for uri in uris:
+            try:
+                if uri.startswith("file:"):
+                    os.remove(file_uri_to_path(uri))
+                elif uri.startswith("s3://"):
+                    if self._s3 is None:
+                        self._s3 = _s3_client(self._spec.config, force=True)
+                    bucket, _, key = uri.removeprefix("s3://").partition("/")
+                    self._s3.delete_object(Bucket=bucket, Key=key)
+            except Exception as exc:  # an orphan: table maintenance removes it
+                log.warning("could not delete %s, left for orphan removal: %s", uri, one_line(exc))
 
     def stage(self, rows: pa.Table, batch_id: int) -> str:
         """Write ``rows`` as a staged Parquet file; returns its location."""

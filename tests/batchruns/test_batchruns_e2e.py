@@ -54,6 +54,23 @@ def assert_silver_is_the_oracle(lake_dir: Path, lake: Lake) -> None:
         )
 
 
+def files_and_days(lake_dir: Path, key: str) -> tuple[int, int]:
+    """Data files of acme's orders table holding rows of ``key``, and the days of those rows."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pyiceberg.table import StaticTable
+
+    metadata = kit.latest_metadata(kit.silver_dir(lake_dir, "acme", "orders"))
+    assert metadata is not None
+    files, days = 0, set()
+    for task in StaticTable.from_metadata(str(metadata)).scan().plan_files():
+        rows = pq.read_table(task.file.file_path.removeprefix("file:"), columns=["_source_key", "order_ts"])
+        mine = rows.filter(pc.equal(rows["_source_key"], key))
+        files += bool(mine.num_rows)
+        days |= {ts.date() for ts in mine["order_ts"].to_pylist() if ts is not None}
+    return files, len(days)
+
+
 def metrics(lake_dir: Path) -> list[dict[str, Any]]:
     table = kit.read_table(kit.ops_dir(lake_dir, "batch_metrics"))
     assert table is not None
@@ -69,12 +86,13 @@ def test_backfill_lands_unnotified_objects_updates_and_deletes_and_dry_run_chang
     tmp_path: Path,
 ) -> None:
     lake_dir = tmp_path / "lake"
-    config = kit.write_config(tmp_path, lake_dir, "http://127.0.0.1:9", None)  # no queue: nothing notifies
+    # No queue: nothing notifies. Objects over 1 KiB are read, checked and written in blocks (R11).
+    config = kit.write_config(tmp_path, lake_dir, "http://127.0.0.1:9", None, read_block_bytes=1024)
     lake = Lake(lake_dir, seed=21)
     for tenant in ("acme", "globex"):
         for i in range(3):
-            lake.put(tenant, "orders", f"2026/o{i}.csv", rows=4)
-        lake.put(tenant, "clicks", "c0.jsonl", rows=3)
+            lake.put(tenant, "orders", f"2026/o{i}.csv", rows=60 if (tenant, i) == ("acme", 0) else 4)
+        lake.put(tenant, "clicks", "c0.jsonl", rows=40 if tenant == "globex" else 3)
 
     before = tree(lake_dir)
     dry = kit.run_here(spark, config, "backfill", "--dry-run")
@@ -86,9 +104,11 @@ def test_backfill_lands_unnotified_objects_updates_and_deletes_and_dry_run_chang
     assert_ok(first)
     assert "applied: 8" in first.stdout
     assert_silver_is_the_oracle(lake_dir, lake)
+    files, days = files_and_days(lake_dir, "acme/raw/orders/2026/o0.csv")
+    assert files > days  # written a block at a time: a data file per block and day, not one per day
 
     # The bucket moves on without notifications: an overwrite, a delete, a new object.
-    lake.put("acme", "orders", "2026/o1.csv", rows=2, tag=777)
+    lake.put("acme", "orders", "2026/o1.csv", rows=50, tag=777)  # over a block: replaced in blocks
     lake.delete("globex/raw/orders/2026/o2.csv")
     lake.put("globex", "clicks", "c1.jsonl", rows=2)
     without_deletes = kit.run_here(spark, config, "backfill", "--tenant", "globex", "--dry-run")

@@ -543,7 +543,8 @@ def test_the_default_limits_leave_ordinary_objects_alone(lake: Path) -> None:
     from jobs.config import load_config
 
     stream = load_config(None, environ={}).stream
-    assert stream.max_object_bytes == 1 << 30 and stream.max_decompressed_bytes == 1 << 30
+    assert stream.max_object_bytes == 1 << 34 and stream.max_decompressed_bytes == 1 << 30
+    assert stream.read_block_bytes == 1 << 26
     put(lake, "t1/raw/orders/a.csv.gz", gzip.compress(ORDERS_CSV.encode()))
     _, outcome = read_one(lake, ORDERS, "t1/raw/orders/a.csv.gz")
     assert (outcome.status, outcome.rows) == ("ok", len(ORDERS_ROWS))

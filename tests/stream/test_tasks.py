@@ -134,3 +134,109 @@ def test_a_validation_that_raises_fails_only_its_datasets_units(tmp_path: Path) 
 
 def ref_of(key: str, dataset: str = "orders") -> tuple[ObjectRef, bool]:
     return ObjectRef("b", key, key.split("/")[0], dataset, None, None, None, None, None), False
+
+
+# Objects larger than a block (stream.read_block_bytes): read, checked and written a block at a time.
+
+
+def block_spec(tmp_path: Path, **stream: object) -> tasks.TaskSpec:
+    from jobs.config import load_config
+    from jobs.quality.suites import load_suite
+
+    config = load_config(
+        kit.PROJECT / "conf" / "local.yaml",
+        environ={},
+        overrides={"lake": {"root": str(tmp_path / "lake")}, "stream": {"read_block_bytes": 4096, **stream}},
+    )
+    suites = {"orders": load_suite("orders", kit.PROJECT / "conf" / "expectations")}
+    staging = (tmp_path / "staging").as_uri() + "/"
+    return tasks.TaskSpec(config, suites, 7, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), staging)
+
+
+def orders_csv(rows: int, *, bad: set[int] = frozenset(), long_line: int | None = None) -> bytes:  # type: ignore[assignment]
+    lines = ["order_id,customer_id,currency,amount,order_ts"]
+    for i in range(1, rows + 1):
+        amount = "twelve" if i in bad else f"{i}.50"
+        lines.append(f"{i},c-{i},EUR,{amount},2024-03-01T10:00:00Z" + ("x" * 3000 if i == long_line else ""))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def put_object(tmp_path: Path, key: str, body: bytes) -> tuple[ObjectRef, bool]:
+    path = tmp_path / "lake" / "b" / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    return ObjectRef("b", key, key.split("/")[0], "orders", None, None, None, None, len(body)), False
+
+
+def staged_ids(paths: list[str]) -> list[int]:
+    return sorted(i for p in paths for i in pq.read_table(p.removeprefix("file://"))["order_id"].to_pylist())
+
+
+def summaries(verdicts: list[Any], attribute: str) -> int:
+    """A count of the ``*`` summaries of validation results, over the calls."""
+    return sum(getattr(r, attribute) for v in verdicts for r in v.results if r.expectation == "*")
+
+
+def staging_files(tmp_path: Path) -> set[str]:
+    return {p.as_uri() for p in (tmp_path / "staging").rglob("*.parquet")}
+
+
+def test_an_object_over_a_block_is_checked_and_written_a_block_at_a_time(tmp_path: Path) -> None:
+    spec = block_spec(tmp_path)
+    big = put_object(tmp_path, "acme/raw/orders/big.csv", orders_csv(1200, bad={5, 700, 1199}))
+    small = put_object(tmp_path, "acme/raw/orders/small.csv", orders_csv(3))
+    unit = ReadUnit("t.orders", "b", "acme", "orders", ORDERS, (big, small), None)
+
+    ran = tasks.run_bin(spec, [unit])
+
+    (result,) = ran.units
+    assert result.error is None
+    assert [(o.ref.key, o.status, o.rows) for o in result.outcomes] == [
+        ("acme/raw/orders/big.csv", "ok", 1200),  # in ref order, though read last
+        ("acme/raw/orders/small.csv", "ok", 3),
+    ]
+    assert (result.good_rows, result.bad_rows) == (1200 - 3 + 3, 3)
+    assert len(result.files) > 5  # one staged file per block, and the small objects' one
+    good = staged_ids([f.path for f in result.files])
+    assert good == sorted([i for i in range(1, 1201) if i not in {5, 700, 1199}] + [1, 2, 3])
+    assert staged_ids(result.bad_files) == [5, 700, 1199]
+    assert len(ran.verdicts) > 5  # one validation per block
+    assert (summaries(ran.verdicts, "rows_checked"), summaries(ran.verdicts, "rows_failed")) == (1203, 3)
+
+
+def test_an_object_failing_in_a_later_block_leaves_no_rows_and_no_files(tmp_path: Path) -> None:
+    spec = block_spec(tmp_path, max_row_bytes=2048)
+    big = put_object(tmp_path, "acme/raw/orders/big.csv", orders_csv(1200, bad={5}, long_line=1100))
+    small = put_object(tmp_path, "acme/raw/orders/small.csv", orders_csv(3))
+    unit = ReadUnit("t.orders", "b", "acme", "orders", ORDERS, (big, small), None)
+
+    result = tasks.run_bin(spec, [unit])
+
+    (unit_result,) = result.units
+    assert [(o.status, o.reason) for o in unit_result.outcomes] == [
+        ("quarantined", "row_bytes_limit"),
+        ("ok", None),
+    ]
+    assert (unit_result.good_rows, unit_result.bad_rows, unit_result.bad_files) == (3, 0, [])
+    assert staging_files(tmp_path) == {f.path for f in unit_result.files}  # the blocks' files are gone
+    assert summaries(result.verdicts, "rows_failed") == 0  # row 5's verdict went with its object
+    assert summaries(result.verdicts, "rows_checked") == 3
+
+
+def test_reject_file_rejects_an_object_over_a_block_whole_for_a_bad_row_in_its_last_block(
+    tmp_path: Path,
+) -> None:
+    spec = block_spec(tmp_path)
+    strict = ORDERS.model_copy(update={"on_bad_rows": "reject_file"})
+    big = put_object(tmp_path, "acme/raw/orders/big.csv", orders_csv(1200, bad={1199}))
+    unit = ReadUnit("t.orders", "b", "acme", "orders", strict, (big,), None)
+
+    (result,) = tasks.run_bin(spec, [unit]).units
+
+    assert [(o.status, o.rows) for o in result.outcomes] == [("ok", 1200)]  # the planner quarantines it
+    assert (result.good_rows, result.bad_rows) == (0, 1200)
+    assert staged_ids(result.bad_files) == list(range(1, 1201))
+    assert staged_ids([f.path for f in result.files]) == []
+    assert list(result.rejected) == ["acme/raw/orders/big.csv"]
+    assert "amount" in result.rejected["acme/raw/orders/big.csv"]
+    assert staging_files(tmp_path) == {f.path for f in result.files} | set(result.bad_files)
