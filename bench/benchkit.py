@@ -224,7 +224,8 @@ def write_results(result: dict[str, Any], out: str | Path) -> Path:
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"wrote {path.relative_to(PROJECT) if path.resolve().is_relative_to(PROJECT) else path.name}")
+    where = path.resolve()
+    print(f"wrote {where.relative_to(PROJECT) if where.is_relative_to(PROJECT) else path.name}")
     return path
 
 

@@ -208,6 +208,7 @@ def _read_in_blocks(reader: ObjectReader, ref: ObjectRef, contract: DatasetContr
         rows += piece.table.num_rows
         blocks += bool(piece.table.num_rows)
         outcomes.extend(outcome for _, outcome in piece.outcomes)
+        del piece  # as a task does: the block's rows are gone before the next is read
     return SimpleNamespace(num_rows=rows, nbytes=blocks), outcomes
 
 

@@ -76,11 +76,11 @@ class CsvDecoder:
             as_text = {f.name: pa.string() if pa.types.is_timestamp(f.type) else f.type for f in schema}
             self._zoneless = _convert_options(as_text)
 
-    def decode(self, data: bytes) -> DecodedObject:
+    def decode(self, data: bytes | memoryview) -> DecodedObject:
         """Decode one object.
 
         Args:
-            data: The CSV bytes.
+            data: The CSV bytes (a memoryview is read in place).
 
         Returns:
             The rows; values that do not convert are null and their rows marked.
@@ -103,7 +103,7 @@ class CsvDecoder:
             rows = pa.Table.from_arrays([column for column, _ in converted], schema=self._schema)
         return DecodedObject(rows, rescued=self._rescued(table))
 
-    def _read_typed(self, data: bytes, read: pa_csv.ReadOptions) -> pa.Table | None:
+    def _read_typed(self, data: bytes | memoryview, read: pa_csv.ReadOptions) -> pa.Table | None:
         """The fast read with the declared types; None when a value does not convert."""
         try:
             return self._read(data, read, self._typed)
@@ -116,7 +116,7 @@ class CsvDecoder:
         except pa.ArrowInvalid:
             return None
 
-    def _decode_by_value(self, data: bytes, read: pa_csv.ReadOptions) -> DecodedObject:
+    def _decode_by_value(self, data: bytes | memoryview, read: pa_csv.ReadOptions) -> DecodedObject:
         """The slow path: every column read as text, then converted value by value."""
         text = self._read(data, read, self._text)
         converted = [convert_column(text[field.name], field) for field in self._schema]
@@ -126,7 +126,9 @@ class CsvDecoder:
         raw = None if errors is None else json_objects(text, rows=failed_rows(errors))
         return DecodedObject(rows, rescued=self._rescued(text), conversion_errors=errors, raw=raw)
 
-    def _read(self, data: bytes, read: pa_csv.ReadOptions, convert: pa_csv.ConvertOptions) -> pa.Table:
+    def _read(
+        self, data: bytes | memoryview, read: pa_csv.ReadOptions, convert: pa_csv.ConvertOptions
+    ) -> pa.Table:
         table = pa_csv.read_csv(pa.py_buffer(data), read, self._parse, convert)
         found = table.schema.names
         if found == self._names:

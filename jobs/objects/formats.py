@@ -158,7 +158,7 @@ class ContractDecoder:
         self.max_decompressed_bytes = max_decompressed_bytes
         self.max_row_bytes = max_row_bytes
         self.schema = contract_schema(contract)
-        self._decode_format: Callable[[bytes], DecodedObject] | None = None
+        self._decode_format: Callable[[bytes | memoryview], DecodedObject] | None = None
         if contract.format == "csv":
             self._decode_format = CsvDecoder(contract, self.schema).decode
         elif contract.format == "jsonl":
@@ -243,8 +243,10 @@ class ContractDecoder:
             blocks = self._line_blocks(stream, block_bytes)
         first_row = 1
         for decoded in blocks:
+            count = decoded.rows.num_rows
             yield dataclasses.replace(decoded, first_row=first_row)
-            first_row += decoded.rows.num_rows
+            del decoded  # one block alive at a time: not held while the next is decoded
+            first_row += count
 
     def _line_blocks(self, stream: Readable, block_bytes: int) -> Iterator[DecodedObject]:
         """CSV / JSON-lines blocks cut after a line feed; see :meth:`decode_blocks`."""
@@ -257,30 +259,38 @@ class ContractDecoder:
                 "in it cannot be read in blocks",
             )
         with_header = self.contract.format == "csv" and _csv_header(self.contract)
-        header, carry, lines_before, blocks = b"", b"", 0, 0
+        # One buffer, reused: the block is decoded in place (no copies), then dropped, keeping
+        # the unfinished last line and, for CSV after the first block, the header line.
+        buffer = bytearray()
+        kept = lines_before = blocks = 0  # kept: the header bytes every later block starts with
         while True:
             data = stream.read(block_bytes)
-            if not data and not carry:
+            ended = not data
+            buffer += data
+            del data
+            if len(buffer) == kept:
                 break
-            pending = carry + data if carry else data
-            cut = pending.rfind(b"\n") + 1 if data else len(pending)  # at the end: the last line too
+            cut = len(buffer) if ended else buffer.rfind(b"\n", kept) + 1  # at the end: the last line too
             if cut == 0:  # no line feed yet: the line goes on
-                if len(pending) > self.max_row_bytes:
-                    raise self._row_limit(len(pending), lines_before + 1, "over ")
-                carry = pending
+                if len(buffer) - kept > self.max_row_bytes:
+                    raise self._row_limit(len(buffer) - kept, lines_before + 1, "over ")
                 continue
-            chunk, carry = pending[:cut], pending[cut:]
-            if len(chunk) > self.max_row_bytes:
-                length, line = longest_line(chunk)
+            if cut - kept > self.max_row_bytes:
+                with memoryview(buffer)[kept:cut] as lines:
+                    length, line = longest_line(lines)
                 if length > self.max_row_bytes:
                     raise self._row_limit(length, lines_before + line, "")
-            lines_before += chunk.count(b"\n")
-            if with_header and blocks == 0:
-                header = chunk[: chunk.find(b"\n") + 1] or chunk
-            elif with_header:
-                chunk = header + chunk
+            lines_before += buffer.count(b"\n", kept, cut)
+            with memoryview(buffer)[:cut] as chunk:
+                decoded = self._decode_chunk(chunk)
+            if with_header and not blocks:
+                kept = buffer.find(b"\n") + 1
+            del buffer[kept:cut]
             blocks += 1
-            yield self._decode_chunk(chunk)
+            yield decoded
+            del decoded
+            if ended:
+                break
         if not blocks:
             raise DecodeError("empty_file", "the object has 0 bytes")
 
@@ -298,11 +308,14 @@ class ContractDecoder:
                 size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
                 rows = max(1, block_bytes * max(1, meta.num_rows) // max(1, size))
                 for batch in parquet.iter_batches(batch_size=rows, use_threads=False):
-                    yield self._parquet_rows(pa.Table.from_batches([batch]))
+                    decoded = self._parquet_rows(pa.Table.from_batches([batch]))
+                    del batch
+                    yield decoded
+                    del decoded
             except (pa.ArrowException, OSError) as exc:  # the spool is local: OSError means bad data
                 raise DecodeError("unparseable", str(exc)) from exc
 
-    def _decode_chunk(self, chunk: bytes) -> DecodedObject:
+    def _decode_chunk(self, chunk: bytes | memoryview) -> DecodedObject:
         assert self._decode_format is not None
         try:
             return self._decode_format(chunk)
@@ -319,7 +332,7 @@ class ContractDecoder:
         if missing:
             raise DecodeError("schema_mismatch", f"missing columns {missing}; file has {found}")
 
-    def _decode_parquet(self, data: bytes) -> DecodedObject:
+    def _decode_parquet(self, data: bytes | memoryview) -> DecodedObject:
         parquet = pq.ParquetFile(pa.BufferReader(data))
         self._check_parquet_columns(parquet)
         return self._parquet_rows(parquet.read(use_threads=False))
@@ -340,7 +353,7 @@ class ContractDecoder:
         return DecodedObject(rows, rescued=rescued, conversion_errors=errors, raw=raw)
 
 
-def longest_line(data: bytes, block: int = _SCAN_BLOCK) -> tuple[int, int]:
+def longest_line(data: bytes | memoryview, block: int = _SCAN_BLOCK) -> tuple[int, int]:
     """The longest line's length in bytes (without its line feed) and its 1-based number.
 
     Scanned ``block`` bytes at a time with numpy (about a second per GB), so the scan

@@ -55,11 +55,11 @@ class JsonLinesDecoder:
         as_read = pa.schema([pa.field(f.name, _read_type(f.type)) for f in schema])
         self._parse = pa_json.ParseOptions(explicit_schema=as_read, unexpected_field_behavior="infer")
 
-    def decode(self, data: bytes) -> DecodedObject:
+    def decode(self, data: bytes | memoryview) -> DecodedObject:
         """Decode one object.
 
         Args:
-            data: The JSON-lines bytes.
+            data: The JSON-lines bytes (a memoryview is read in place).
 
         Returns:
             The rows; values that do not convert are null and their rows marked.
@@ -88,7 +88,7 @@ class JsonLinesDecoder:
             return self._decode_by_line(data)
         return DecodedObject(rows, rescued=self._rescued(objects))
 
-    def _decode_by_line(self, data: bytes) -> DecodedObject:
+    def _decode_by_line(self, data: bytes | memoryview) -> DecodedObject:
         """The slow path: every line parsed with :mod:`json`, every value checked."""
         lines = _lines(data)
         objects = [_parse_line(line) for line in lines]
@@ -120,9 +120,10 @@ class JsonLinesDecoder:
         return None if all(t is None for t in texts) else pa.array(texts, pa.string())
 
 
-def _lines(data: bytes) -> list[bytes]:
+def _lines(data: bytes | memoryview) -> list[bytes]:
     """The non-blank lines, as pyarrow counts them."""
-    return [stripped for line in data.split(b"\n") if (stripped := line.strip(_BLANK))]
+    raw = data if isinstance(data, bytes) else data.tobytes()
+    return [stripped for line in raw.split(b"\n") if (stripped := line.strip(_BLANK))]
 
 
 def _read_type(declared: pa.DataType) -> pa.DataType:

@@ -317,7 +317,10 @@ class ObjectReader:
                     rows += decoded.rows.num_rows
                     bad_rows += decoded.rows_with_errors
                     blocks += 1
-                    yield Piece(_assemble([(ref, decoded)], contract), [], index)
+                    piece = Piece(_assemble([(ref, decoded)], contract), [], index)
+                    del decoded
+                    yield piece
+                    del piece  # one block alive at a time
         except UnreadableError as exc:
             log.debug("%s s3://%s/%s: %s (%s)", exc.status, ref.bucket, ref.key, exc.reason, exc.detail)
             outcome = ReadOutcome(ref, exc.status, exc.reason, exc.detail, 0)

@@ -330,15 +330,17 @@ def _run_streamed(
         for piece in _timed(work.pieces, seconds):
             if piece.table.num_rows:
                 current.add(_check_and_write(piece.table, unit, spec, writer, seconds, set()))
-            if not piece.outcomes:
+            ended = piece.outcomes
+            del piece  # its rows are written: not held while the next block is read
+            if not ended:
                 continue
-            ((_, outcome),) = piece.outcomes
+            ((_, outcome),) = ended
             if outcome.status != "ok":
                 writer.delete(current.paths())
             elif current.rejected:
                 writer.delete(current.paths())
                 current = _rejected_whole(outcome.ref, current, reader, unit, spec, writer, seconds)
-            work.note(piece.outcomes)
+            work.note(ended)
             if outcome.status == "ok":
                 work.add(current)
                 verdicts.extend(current.verdicts)
@@ -364,7 +366,9 @@ def _rejected_whole(
     for piece in _timed(reader.read_pieces([ref], unit.contract), seconds):
         if piece.table.num_rows:
             again.add(_check_and_write(piece.table, unit, spec, writer, seconds, {ref.key}))
-        for _, outcome in piece.outcomes:
+        ended = piece.outcomes
+        del piece
+        for _, outcome in ended:
             if outcome.status != "ok":  # it changed since: the later event covers it
                 writer.delete(again.paths())
                 raise RuntimeError(f"{ref.key} changed while it was read again: {outcome.reason}")
@@ -404,6 +408,7 @@ def _timed(pieces: Iterator[Piece], seconds: dict[str, float]) -> Iterator[Piece
         finally:
             seconds["read"] += time.perf_counter() - started
         yield piece
+        del piece  # not held while the next block is read
 
 
 def _check(
