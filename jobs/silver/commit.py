@@ -10,6 +10,11 @@ and which rows replace them (``rows``). :func:`commit_change` applies both in ON
       WHEN MATCHED THEN DELETE                                  -- old rows of replaced/removed objects
       WHEN NOT MATCHED AND s._merge_key IS NULL THEN INSERT ... -- the new rows
 
+The ON clause also says ``t._source_key IN (<the keys>)`` (bound parameters, never quoted
+into the SQL): Iceberg then plans the scan of the table from each data file's exact
+``_source_key`` bounds (:data:`KEY_METRICS`), so a MERGE reads the files that can hold the
+replaced objects, not the whole table.
+
 Every snapshot carries ``silverline.query-id`` and ``silverline.batch-id`` in its
 summary. They are set with Iceberg's ``CommitMetadata.withCommitProperties``,
 a *thread-local* on the JVM side (Iceberg 1.10 has no session conf for snapshot
@@ -65,6 +70,7 @@ LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_batch_id", "bigint"),
 )
 MERGE_KEY = "_merge_key"
+KEY_METRICS = "write.metadata.metrics.column._source_key"
 # Rows per write task of a plain append (see :func:`append_writer`).
 APPEND_ROWS_PER_TASK = 1_000_000
 
@@ -86,6 +92,9 @@ TABLE_PROPERTIES: Mapping[str, str] = MappingProxyType(
         "write.metadata.delete-after-commit.enabled": "true",
         "write.metadata.previous-versions-max": "100",
         "write.parquet.compression-codec": "zstd",
+        # Exact bounds of the object key in every data file (the default keeps 16 characters, and
+        # keys share far more): a replacement's scan skips files that cannot hold its objects.
+        KEY_METRICS: "full",
     }
 )
 
@@ -259,16 +268,30 @@ def quarantine_merge_sql(change: TableChange) -> str:
     )
 
 
-def merge_sql(change: TableChange) -> str:
-    """The MERGE statement; the source is the ``{source}`` placeholder of ``spark.sql(..., source=df)``."""
+def merge_sql(change: TableChange, *, prune: bool = True) -> tuple[str, dict[str, str]]:
+    """The MERGE statement and its parameters (the replaced keys, ``:k0``, ``:k1``, ...).
+
+    The source is the ``{source}`` placeholder of ``spark.sql(..., args=..., source=df)``.
+    ``prune=False`` leaves the keys out of the ON clause: the MERGE then reads every data
+    file (``bench/replace_cost.py`` compares the two).
+    """
     names = [name for name, _ in silver_columns(change.contract)]
     columns = ", ".join(f"`{name}`" for name in names)
     values = ", ".join(f"s.`{name}`" for name in names)
+    keys = {f"k{i}": key for i, key in enumerate(sorted(set(change.replace_keys)))} if prune else {}
+    within = f" AND t._source_key IN ({', '.join(f':{name}' for name in keys)})" if keys else ""
     return (
-        f"MERGE INTO {change.table} t USING {{source}} s ON t._source_key = s.{MERGE_KEY} "
+        f"MERGE INTO {change.table} t USING {{source}} s ON t._source_key = s.{MERGE_KEY}{within} "
         f"WHEN MATCHED THEN DELETE "
         f"WHEN NOT MATCHED AND s.{MERGE_KEY} IS NULL THEN INSERT ({columns}) VALUES ({values})"
-    )
+    ), keys
+
+
+def ensure_key_metrics(spark: SparkSession, table: str) -> None:
+    """Give a table made before :data:`KEY_METRICS` was a table property that property (new files only)."""
+    found = spark.sql(f"SHOW TBLPROPERTIES {table} ('{KEY_METRICS}')").collect()
+    if not found or found[0]["value"] != "full":
+        spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('{KEY_METRICS}'='full')")
 
 
 def append_writer(change: TableChange) -> DataFrameWriterV2:
@@ -362,8 +385,10 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
         committed = commit_files(spark, change.target, [f for f in change.files if f.rows], properties)
         return result("committed", committed)
     elif keys:
+        ensure_key_metrics(spark, change.table)
         source = merge_source(spark, change)
-        with_commit_properties(spark, properties, lambda: spark.sql(merge_sql(change), source=source))
+        sql, args = merge_sql(change)
+        with_commit_properties(spark, properties, lambda: spark.sql(sql, args=args, source=source))
     else:  # only objects with no rows in the table yet: a plain append, no scan of the table
         with_commit_properties(spark, properties, lambda: append_writer(change).append())
     return result("committed", find_batch_snapshot(spark, change.table, batch_id=batch_id, query_id=query_id))

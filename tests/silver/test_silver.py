@@ -13,6 +13,7 @@ import pytest
 
 from jobs.contracts import DatasetContract
 from jobs.silver.commit import (
+    KEY_METRICS,
     LINEAGE_COLUMNS,
     TableChange,
     commit_change,
@@ -180,6 +181,63 @@ def test_one_commit_replaces_and_deletes_objects_in_one_snapshot(spark: Any, spa
         (10, "new", Decimal("1.00"), "a.csv"),
         (None, None, None, "a.csv"),
     }
+
+
+def test_a_replacement_reads_only_the_data_files_that_can_hold_its_objects(
+    spark: Any, spark_lake: Path
+) -> None:
+    """A MERGE scans the files whose ``_source_key`` bounds can hold a replaced object, not the table.
+
+    The files of other months' objects are moved away during the replacement: a MERGE that
+    opened any of them fails. Keys share far more than Iceberg's default 16 bound characters.
+    """
+    tenant = "t-prune"
+    prefix = f"{tenant}/raw/orders/uploads/2026/"
+    for month in (1, 2, 3):
+        rows = [row(month * 10 + i, f"{prefix}0{month}/o{i}.csv") for i in range(3)]
+        keys = sorted({r[6] for r in rows})
+        commit_change(spark, change(spark, tenant, rows, keys), batch_id=month, query_id=QUERY)
+    import pyarrow.parquet as pq
+
+    hidden = []
+    for task in read_table(spark_lake, tenant).scan().plan_files():
+        path = Path(task.file.file_path.removeprefix("file:"))
+        keys = set(pq.read_table(path, columns=["_source_key"])["_source_key"].to_pylist())
+        if all(not key.startswith(f"{prefix}03/") for key in keys):
+            hidden.append((path, path.with_name(path.name + ".away")))
+    assert len(hidden) >= 2
+    for path, away in hidden:
+        path.rename(away)
+
+    result = commit_change(
+        spark,
+        change(spark, tenant, [row(99, f"{prefix}03/o1.csv", customer="new")], [f"{prefix}03/o1.csv"]),
+        batch_id=4,
+        query_id=QUERY,
+    )
+
+    for path, away in hidden:
+        away.rename(path)
+    assert (result.status, result.error) == ("committed", None)
+    got = contents(spark_lake, tenant)
+    assert {k for _, _, _, k in got} == {f"{prefix}0{m}/o{i}.csv" for m in (1, 2, 3) for i in range(3)}
+    assert {(o, c) for o, c, _, k in got if k == f"{prefix}03/o1.csv"} == {(99, "new")}
+    assert len(got) == 9
+
+
+def test_a_table_made_without_exact_key_bounds_gets_them_at_its_next_replacement(
+    spark: Any, spark_lake: Path
+) -> None:
+    tenant = "t-old-props"
+    commit_change(spark, change(spark, tenant, [row(1, "a.csv")], ["a.csv"]), batch_id=1, query_id=QUERY)
+    name = silver_table_name("silverline", BUCKET, tenant, "orders")
+    spark.sql(f"ALTER TABLE {name} UNSET TBLPROPERTIES ('{KEY_METRICS}')")
+    assert KEY_METRICS not in read_table(spark_lake, tenant).properties
+
+    commit_change(spark, change(spark, tenant, [row(2, "a.csv")], ["a.csv"]), batch_id=2, query_id=QUERY)
+
+    assert read_table(spark_lake, tenant).properties[KEY_METRICS] == "full"
+    assert contents(spark_lake, tenant) == {(2, "c", Decimal("1.00"), "a.csv")}
 
 
 def test_replayed_batch_is_skipped_and_noop_commits_nothing(spark: Any, spark_lake: Path) -> None:
