@@ -29,7 +29,7 @@ import benchkit as kit
 
 from jobs.contracts import load_contracts
 from jobs.silver.commit import TableChange, commit_change, merge_source, merge_sql
-from jobs.storage import silver_location
+from jobs.storage import silver_location, silver_table_name
 
 BUCKET = kit.BUCKET
 
@@ -61,7 +61,7 @@ def one_size(spark: Any, catalog: str, files: int, rows: int, runs: int) -> dict
     """Build a table of ``files`` objects, then time ``runs`` replacements of each kind."""
     contract = load_contracts(kit.PROJECT / "conf" / "datasets.yaml")["orders"]
     tenant = f"t{files}"
-    table = f"{catalog}.{BUCKET}.{tenant}.silver.orders"
+    table = silver_table_name(catalog, BUCKET, tenant, "orders")
 
     def change(number: int, batch: int, keys: list[str]) -> TableChange:
         return TableChange(

@@ -299,6 +299,28 @@ def section_judge(results: Path, plots: list[str]) -> str:
     return "\n\n".join(out)
 
 
+def section_replace(results: Path, plots: list[str]) -> str:
+    """(j) Replacing one object against the table's size."""
+    out = ["## (j) Replacing one object's rows, against the table's size"]
+    cost = load(results, "replace_cost")
+    if not cost:
+        return out[0] + "\n\nNot run yet."
+    out.append(provenance(cost))
+    out.append(
+        "One table per size, one object per data file; one object replaced again and again, the "
+        "stream's MERGE (`pruned`: the replaced keys in its ON clause, exact `_source_key` bounds) "
+        f"alternating with the same MERGE without the keys (`plain`), on `{cost['master']}`."
+    )
+    rows = [
+        [x["files"], x["data_files"], f"{x['rows']:,}", x["pruned_median"], x["plain_median"],
+         f"{x['plain_over_pruned']}x"]
+        for x in cost["results"]
+    ]  # fmt: skip
+    out.append(table(["objects", "data files at the end", "rows", "pruned median s", "plain median s",
+                      "plain / pruned"], rows))  # fmt: skip
+    return "\n\n".join(out)
+
+
 def section_appends(results: Path, plots: list[str]) -> str:
     """(h) Plain appends: Spark's writer against the metadata-only FastAppend."""
     out = ["## (h) Plain appends: Spark's writer against a metadata-only FastAppend"]
@@ -406,6 +428,7 @@ SECTIONS: tuple[Callable[[Path, list[str]], str], ...] = (
     section_baseline,
     section_parse,
     section_judge,
+    section_replace,
     section_appends,
     section_cores,
 )

@@ -57,6 +57,7 @@ SUITE: dict[str, list[str]] = {
     "parse_bronze": ["--messages", "20000", "--masters", "local[1]", "local[2]"],
     "judge_ledger": ["--sizes", "0", "1000000", "10000000", "--events", "2000", "--runs", "3"],
     "append_paths": ["--tables", "50", "--rows", "150", "--rounds", "3"],
+    "replace_cost": ["--files", "10", "100", "400"],
 }
 # runs of a script under another name
 SCRIPTS = {
