@@ -7,7 +7,12 @@ object is replaced again and again, alternating two MERGEs in the same session:
 - ``pruned``: the stream's MERGE (``jobs.silver.commit.merge_sql``): its ON clause
   also says ``t._source_key IN (<keys>)``, so Iceberg plans the scan from the data
   files' exact ``_source_key`` bounds;
-- ``plain``: the same MERGE without that clause (as before): it reads every data file.
+- ``plain``: the same MERGE without that clause (as before): it reads every data file;
+- ``metadata``: the object's new rows as data files (written here, as the tasks write
+  them), committed by ``jobs.silver.fastappend.replace_files``: the object's rows are in
+  files of their own, so one ``OverwriteFiles`` drops them and adds the new file.
+
+Each is timed alone: the MERGE statement, or the metadata-only commit.
 
     python bench/replace_cost.py --files 10 100 400
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import decimal
 import statistics
 import sys
 import tempfile
@@ -26,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import benchkit as kit
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.contracts import load_contracts
 from jobs.silver.commit import TableChange, commit_change, merge_source, merge_sql
+from jobs.silver.fastappend import put_local, replace_files, target_of, write_data_files
 from jobs.storage import silver_location, silver_table_name
 
 BUCKET = kit.BUCKET
@@ -57,6 +65,30 @@ def rows_frame(spark: Any, tenant: str, number: int, rows: int, batch: int) -> A
     )
 
 
+def arrow_rows(key: str, number: int, rows: int) -> pa.Table:
+    """The same rows as :func:`rows_frame`, as Arrow (what a task writes)."""
+    now = dt.datetime.now(dt.UTC)
+    utc = pa.timestamp("us", tz="UTC")
+    return pa.table(
+        {
+            "order_id": pa.array(range(number * rows, (number + 1) * rows), pa.int64()),
+            "customer_id": pa.array([f"c-{i}" for i in range(rows)]),
+            "amount": pa.array([decimal.Decimal("12.50")] * rows, pa.decimal128(12, 2)),
+            "currency": pa.array(["EUR"] * rows),
+            "order_ts": pa.array([dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)] * rows, utc),
+            "_rescued": pa.nulls(rows, pa.string()),
+            "_source_bucket": pa.array([BUCKET] * rows),
+            "_source_key": pa.array([key] * rows),
+            "_source_version_id": pa.nulls(rows, pa.string()),
+            "_source_etag": pa.array(["etag"] * rows),
+            "_source_sequencer": pa.array([f"{number:016X}"] * rows),
+            "_event_time": pa.array([now] * rows, utc),
+            "_ingest_time": pa.array([now] * rows, utc),
+            "_batch_id": pa.array([0] * rows, pa.int64()),
+        }
+    )
+
+
 def one_size(spark: Any, catalog: str, files: int, rows: int, runs: int) -> dict[str, Any]:
     """Build a table of ``files`` objects, then time ``runs`` replacements of each kind."""
     contract = load_contracts(kit.PROJECT / "conf" / "datasets.yaml")["orders"]
@@ -77,7 +109,8 @@ def one_size(spark: Any, catalog: str, files: int, rows: int, runs: int) -> dict
         commit_change(spark, change(number, number, []), batch_id=number, query_id="bench")
     build = time.perf_counter() - started
     target = f"{tenant}/raw/orders/uploads/{files - 1:06d}/part.csv"
-    seconds: dict[str, list[float]] = {"pruned": [], "plain": []}
+    seconds: dict[str, list[float]] = {"pruned": [], "plain": [], "metadata": []}
+    files_target = target_of(spark, table)
     for run in range(runs):
         for kind in ("pruned", "plain"):
             replacement = change(files - 1, files + 2 * run + (kind == "plain"), [target])
@@ -86,6 +119,12 @@ def one_size(spark: Any, catalog: str, files: int, rows: int, runs: int) -> dict
             began = time.perf_counter()
             spark.sql(sql, args=args, source=source)
             seconds[kind].append(round(time.perf_counter() - began, 3))
+        new_rows = arrow_rows(target, files - 1, rows)
+        written = write_data_files(new_rows, files_target, put_local, per_object=True)
+        began = time.perf_counter()
+        if replace_files(spark, files_target, written, [target], {"silverline.batch-id": f"m{run}"}) is None:
+            raise RuntimeError(f"{table}: the object's rows are not in files of their own")
+        seconds["metadata"].append(round(time.perf_counter() - began, 3))
     left = spark.sql(f"SELECT count(*) AS n FROM {table}").collect()[0]["n"]
     if left != files * rows:
         raise RuntimeError(f"{table}: {left} rows after the replacements, expected {files * rows}")
@@ -97,8 +136,10 @@ def one_size(spark: Any, catalog: str, files: int, rows: int, runs: int) -> dict
         "build_seconds": round(build, 1),
         "pruned_seconds": seconds["pruned"],
         "plain_seconds": seconds["plain"],
+        "metadata_seconds": seconds["metadata"],
         "pruned_median": statistics.median(seconds["pruned"]),
         "plain_median": statistics.median(seconds["plain"]),
+        "metadata_median": statistics.median(seconds["metadata"]),
     }
     result["plain_over_pruned"] = round(result["plain_median"] / result["pruned_median"], 2)
     return result
@@ -127,7 +168,10 @@ def main() -> int:
             for files in args.files:
                 result = one_size(spark, config.catalog.name, files, args.rows, args.runs)
                 results.append(result)
-                medians = f"pruned {result['pruned_median']:.2f}s, plain {result['plain_median']:.2f}s"
+                medians = (
+                    f"pruned {result['pruned_median']:.2f}s, plain {result['plain_median']:.2f}s, "
+                    f"metadata-only {result['metadata_median']:.3f}s"
+                )
                 print(
                     f"{files:>5} objects ({result['data_files']} data files, {result['rows']:,} rows): "
                     f"replace one: {medians} ({result['plain_over_pruned']}x)",

@@ -313,11 +313,11 @@ def section_replace(results: Path, plots: list[str]) -> str:
     )
     rows = [
         [x["files"], x["data_files"], f"{x['rows']:,}", x["pruned_median"], x["plain_median"],
-         f"{x['plain_over_pruned']}x"]
+         f"{x['plain_over_pruned']}x", x.get("metadata_median")]
         for x in cost["results"]
     ]  # fmt: skip
     out.append(table(["objects", "data files at the end", "rows", "pruned median s", "plain median s",
-                      "plain / pruned"], rows))  # fmt: skip
+                      "plain / pruned", "metadata-only median s"], rows))  # fmt: skip
     return "\n\n".join(out)
 
 

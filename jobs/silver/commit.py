@@ -36,20 +36,22 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from jobs.contracts import DatasetContract
 from jobs.silver.conflicts import first_line, retry_on_conflict
-from jobs.silver.fastappend import FileTarget, WrittenFile, commit_files
+from jobs.silver.fastappend import FileTarget, WrittenFile, commit_files, replace_files
 from jobs.silver.snapshots import (
     SNAPSHOT_BATCH_ID,
     SNAPSHOT_QUERY_ID,
     BatchSnapshot,
     find_batch_snapshot,
+    load_table,
     with_commit_properties,
 )
+from jobs.silver.staging import staged_frame
 from jobs.storage import QUARANTINE, SILVER
 
 if TYPE_CHECKING:
@@ -119,9 +121,11 @@ class TableChange:
             is already there (so a retried or replayed batch adds nothing twice).
         quarantine: The rejected rows of the same objects, committed first; if that
             commit fails the silver commit is not attempted (both are retried together).
-        files: The new rows as data files already written for ``target`` instead of ``rows``:
-            only for a plain append (no ``replace_keys``), committed without a Spark job
-            (:func:`jobs.silver.fastappend.commit_files`).
+        files: The new rows as data files already written for ``target`` instead of ``rows``
+            (silver only). A plain append commits them without a Spark job
+            (:func:`jobs.silver.fastappend.commit_files`); so does a replacement whose old
+            rows are in files of their own (:func:`jobs.silver.fastappend.replace_files`),
+            else a MERGE reads them as its new rows.
         target: The table's files target ``files`` were written for.
     """
 
@@ -139,8 +143,8 @@ class TableChange:
     def __post_init__(self) -> None:
         if (self.rows is None) == (self.files is None):
             raise ValueError(f"{self.table}: a change has its rows as a DataFrame or as data files, not both")
-        if self.files is not None and (self.replace_keys or self.zone != SILVER):
-            raise ValueError(f"{self.table}: data files are only for plain silver appends")
+        if self.files is not None and self.zone != SILVER:
+            raise ValueError(f"{self.table}: data files are only for silver tables")
 
 
 @dataclass(frozen=True)
@@ -380,10 +384,19 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
             spark, properties, lambda: spark.sql(quarantine_merge_sql(change), source=source)
         )
     elif change.files is not None:  # data files the tasks wrote: metadata-only commit
-        if change.target is None:
+        target = change.target
+        if target is None:
             raise ValueError(f"{change.table}: data files without the target they were written for")
-        committed = commit_files(spark, change.target, [f for f in change.files if f.rows], properties)
-        return result("committed", committed)
+        files = [f for f in change.files if f.rows]
+        if not keys:
+            return result("committed", commit_files(spark, target, files, properties))
+        ensure_key_metrics(spark, change.table)
+        replaced = retry_on_conflict(
+            lambda: replace_files(spark, target, files, change.replace_keys, properties), change.table
+        )
+        if replaced is not None:
+            return result("committed", replaced)
+        _merge_files(spark, change, files, properties)  # some old rows share files with others
     elif keys:
         ensure_key_metrics(spark, change.table)
         source = merge_source(spark, change)
@@ -392,6 +405,26 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
     else:  # only objects with no rows in the table yet: a plain append, no scan of the table
         with_commit_properties(spark, properties, lambda: append_writer(change).append())
     return result("committed", find_batch_snapshot(spark, change.table, batch_id=batch_id, query_id=query_id))
+
+
+def _merge_files(
+    spark: SparkSession, change: TableChange, files: Sequence[WrittenFile], properties: Mapping[str, str]
+) -> None:
+    """Replace with a MERGE whose new rows are the written data files, then delete those files.
+
+    The files were written for a metadata-only replacement; the MERGE writes their rows again
+    (and deletes the old ones), so they are never committed themselves.
+    """
+    rows = staged_frame(spark, [f.path for f in files], silver_columns(change.contract))
+    source = merge_source(spark, replace(change, rows=rows, files=None))
+    sql, args = merge_sql(change)
+    with_commit_properties(spark, properties, lambda: spark.sql(sql, args=args, source=source))
+    io = load_table(spark, change.table).io()
+    for written in files:
+        try:
+            io.deleteFile(written.path)
+        except Exception as exc:  # an orphan: maintenance removes it
+            log.warning("could not delete %s, left for orphan removal: %s", written.path, one_line(exc))
 
 
 def _existing_batch_snapshot(

@@ -154,15 +154,21 @@ def _target(iceberg: Any, table: str) -> FileTarget:
 Put = Callable[[str, bytes], None]
 
 
-def write_data_files(rows: pa.Table, target: FileTarget, put: Put) -> list[WrittenFile]:
+def write_data_files(
+    rows: pa.Table, target: FileTarget, put: Put, *, per_object: bool = False
+) -> list[WrittenFile]:
     """Write ``rows`` as Parquet data files of ``target``'s table (no commit): one per partition value.
 
-    Runs where the rows are (a Spark task); :func:`commit_files` commits the result.
+    Runs where the rows are (a Spark task); :func:`commit_files` or :func:`replace_files`
+    commits the result.
 
     Args:
         rows: The rows, named like the table's columns (a subset of them; the others read as null).
         target: The table's :class:`FileTarget`.
         put: Writes bytes at a location (``file:`` or ``s3://``).
+        per_object: One file per object (``_source_key``) and partition value, so a later
+            replacement of the object drops whole files (:func:`replace_files`). Each object's
+            rows must be contiguous in ``rows`` (the reader's order).
 
     Returns:
         The files written (none for no rows).
@@ -175,7 +181,10 @@ def write_data_files(rows: pa.Table, target: FileTarget, put: Put) -> list[Writt
         return []
     typed = _with_field_ids(rows, target)
     written = []
-    for values, part in _partitions(typed, target):
+    parts = _partitions(typed, target)
+    if per_object:
+        parts = [(values, piece) for values, part in parts for piece in _objects(part)]
+    for values, part in parts:
         directory = "/".join(
             f"{name}={quote('null' if value is None else value, safe='')}"
             for (name, _, _), value in zip(target.partition, values or (), strict=False)
@@ -189,6 +198,106 @@ def write_data_files(rows: pa.Table, target: FileTarget, put: Put) -> list[Writt
         partition = None if values is None else tuple(values)
         written.append(WrittenFile(path, len(data), part.num_rows, partition, parquet_footer(data)))
     return written
+
+
+def _objects(rows: pa.Table) -> list[pa.Table]:
+    """``rows`` cut where ``_source_key`` changes (each object's rows are contiguous)."""
+    keys = rows["_source_key"].combine_chunks()
+    codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
+    starts = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist()]
+    ends = [*starts[1:], len(codes)]
+    return [rows.slice(start, end - start) for start, end in zip(starts, ends, strict=True)]
+
+
+# Iceberg's metrics evaluators stop pruning an IN predicate with more values than this.
+_MAX_KEYS = 200
+
+
+def replace_files(
+    spark: SparkSession,
+    target: FileTarget,
+    files: Sequence[WrittenFile],
+    keys: Sequence[str],
+    properties: Mapping[str, str],
+) -> BatchSnapshot | None:
+    """Replace objects' rows metadata-only when the table keeps them in files of their own.
+
+    Iceberg plans a scan for ``_source_key IN (keys)`` from the files' exact key bounds
+    (``write.metadata.metrics.column._source_key=full``). When every file it returns holds
+    one of these keys and nothing else (lower bound = upper bound, no null key), one
+    ``OverwriteFiles`` drops those files and adds ``files``: no data is read or rewritten,
+    no Spark job runs. Files written by :func:`write_data_files` with ``per_object`` are such
+    files; compaction merges them, and then the caller's MERGE does the work.
+
+    Args:
+        spark: The session.
+        target: What ``files`` were written for.
+        files: The objects' new data files (none for removals).
+        keys: The keys whose rows must go.
+        properties: Snapshot summary properties (the batch id).
+
+    Returns:
+        The snapshot committed; None when some file may hold rows of other objects (or
+        there are too many keys to plan by bounds): nothing was committed.
+
+    Raises:
+        Exception: Iceberg's ``ValidationException`` when a concurrent commit changed the
+            files (:func:`jobs.silver.conflicts.retry_on_conflict` plans again).
+    """
+    wanted = set(keys)
+    if not wanted or len(wanted) > _MAX_KEYS:
+        return None
+    jvm = jvm_of(spark)
+    iceberg = load_table(spark, target.table)
+    field = iceberg.schema().findField("_source_key")
+    if field is None:
+        return None
+    field_id = field.fieldId()
+    values = jvm.java.util.ArrayList()
+    for key in sorted(wanted):
+        values.add(key)
+    condition = getattr(jvm.org.apache.iceberg.expressions.Expressions, "in")("_source_key", values)
+    snapshot = iceberg.currentSnapshot()
+    old = []
+    tasks = iceberg.newScan().filter(condition).includeColumnStats().planFiles()
+    try:
+        found = tasks.iterator()
+        while found.hasNext():
+            data_file = found.next().file()
+            if _owner(jvm, data_file, field, field_id) not in wanted:
+                return None
+            old.append(data_file)
+    finally:
+        tasks.close()
+    spec = iceberg.specs().get(target.spec_id)
+    metrics_config = jvm.org.apache.iceberg.MetricsConfig.forTable(iceberg)
+    overwrite = iceberg.newOverwrite()
+    for data_file in old:
+        overwrite.deleteFile(data_file)
+    for written in files:
+        overwrite.addFile(_data_file(jvm, iceberg, spec, written, metrics_config))
+    if snapshot is not None:
+        overwrite.validateFromSnapshot(snapshot.snapshotId())
+    overwrite.conflictDetectionFilter(condition).validateNoConflictingData().validateNoConflictingDeletes()
+    for key, value in properties.items():
+        overwrite.set(key, value)
+    overwrite.commit()
+    log.debug("replaced %d objects of %s: %d files out, %d in", len(wanted), target.table, len(old),
+              len(files))  # fmt: skip
+    return _committed(iceberg, properties)
+
+
+def _owner(jvm: Any, data_file: Any, field: Any, field_id: int) -> str | None:
+    """The one ``_source_key`` a data file holds, from its exact bounds; None when it may hold more."""
+    lower, upper, nulls = data_file.lowerBounds(), data_file.upperBounds(), data_file.nullValueCounts()
+    if lower is None or upper is None:
+        return None
+    low, high = lower.get(field_id), upper.get(field_id)
+    if low is None or high is None or not low.equals(high):
+        return None
+    if nulls is None or nulls.get(field_id) is None or int(nulls.get(field_id)) != 0:
+        return None
+    return str(jvm.org.apache.iceberg.types.Conversions.fromByteBuffer(field.type(), low))
 
 
 def parquet_footer(data: bytes) -> bytes:
@@ -229,17 +338,25 @@ def commit_files(
     metrics_config = jvm.org.apache.iceberg.MetricsConfig.forTable(iceberg)
     append = iceberg.newFastAppend()
     for written in files:
-        builder = jvm.org.apache.iceberg.DataFiles.builder(spec).withFormat("PARQUET")
-        if written.partition is not None:
-            builder = builder.withPartitionValues(list(written.partition))
-        metrics = _metrics(jvm, iceberg, written, metrics_config)
-        append.appendFile(
-            builder.withPath(written.path).withFileSizeInBytes(written.size).withMetrics(metrics).build()
-        )
+        append.appendFile(_data_file(jvm, iceberg, spec, written, metrics_config))
     for key, value in properties.items():
         append.set(key, value)
     append.commit()
     log.debug("fast append %s: %d files, %d rows", target.table, len(files), sum(f.rows for f in files))
+    return _committed(iceberg, properties)
+
+
+def _data_file(jvm: Any, iceberg: Any, spec: Any, written: WrittenFile, metrics_config: Any) -> Any:
+    """Iceberg's ``DataFile`` of one written file (its metrics from the footer)."""
+    builder = jvm.org.apache.iceberg.DataFiles.builder(spec).withFormat("PARQUET")
+    if written.partition is not None:
+        builder = builder.withPartitionValues(list(written.partition))
+    metrics = _metrics(jvm, iceberg, written, metrics_config)
+    return builder.withPath(written.path).withFileSizeInBytes(written.size).withMetrics(metrics).build()
+
+
+def _committed(iceberg: Any, properties: Mapping[str, str]) -> BatchSnapshot:
+    """The snapshot a commit just made, with these properties."""
     # The table object now holds the metadata as this commit left it (or newer: find ours).
     if SNAPSHOT_BATCH_ID in properties and SNAPSHOT_QUERY_ID in properties:
         found = batch_snapshot_in(

@@ -66,6 +66,12 @@ class _TablePlan(NamedTuple):
     rows: list[Row]
     to_read: list[tuple[Row, bool]]  # (event, read the current version)
     fast: bool  # a plain append: no object of the table may have rows in it yet
+    files: bool  # the tasks write data files (else they stage rows for a MERGE)
+
+
+def _writes_files(table: _TablePlan) -> bool:
+    """Whether the table's change is data files the tasks write (its target is needed)."""
+    return table.files and bool(table.to_read or not table.fast)
 
 
 class Planner:
@@ -122,8 +128,9 @@ class Planner:
         tables = [self._table_plan(*names, rows) for names, rows in groups.items()]
         unreadable: list[tuple[Row, str]] = []
         with counts.phase("read"):
-            targets = self._targets([t for t in tables if t.fast and t.to_read], unreadable, counts)
-            tables = [t for t in tables if not (t.fast and t.to_read) or self._name(t) in targets]
+            with_files = [t for t in tables if _writes_files(t)]
+            targets = self._targets(with_files, unreadable, counts)
+            tables = [t for t in tables if not _writes_files(t) or self._name(t) in targets]
             results, verdict_parts, task_seconds = self._run_tasks(tables, targets, batch_id)
         # The tasks' validation share of the stage, as its own phase: GE's share of the batch's time.
         total = sum(task_seconds.values()) or 1.0
@@ -154,8 +161,9 @@ class Planner:
         current = [r for r in rows if reads_current_version(r)]
         to_read = [(r, False) for r in created] + [(r, True) for r in current]
         # Objects the ledger knows as live may have rows in the table: those are replaced (MERGE).
-        fast = fastappend.supports(contract) and not any(r["_l_state"] == ledger.LEDGER_LIVE for r in rows)
-        return _TablePlan(bucket, tenant, dataset, contract, rows, to_read, fast)
+        supported = fastappend.supports(contract)
+        fast = supported and not any(r["_l_state"] == ledger.LEDGER_LIVE for r in rows)
+        return _TablePlan(bucket, tenant, dataset, contract, rows, to_read, fast, supported)
 
     def _name(self, table: _TablePlan) -> str:
         return table_name(self.config, table.bucket, table.tenant, table.dataset)
@@ -215,6 +223,7 @@ class Planner:
                 contract=table.contract,
                 refs=chunk,
                 target=targets.get(self._name(table)),
+                per_object=not table.fast,
             )
             for table in tables
             for chunk in tasks.split_refs([(_ref(row, current=now), now) for row, now in table.to_read])
@@ -290,7 +299,12 @@ class Planner:
         files = [f for unit in units for f in unit.files]
         if target is not None:
             change = self._change(
-                table, files=files, target=target, row_count=good_rows, quarantine=rejected_change
+                table,
+                files=files,
+                target=target,
+                replace_keys=_replace_keys(states),
+                row_count=good_rows,
+                quarantine=rejected_change,
             )
         else:
             change = self._change(

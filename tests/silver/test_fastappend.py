@@ -66,7 +66,7 @@ def rows(specs: list[tuple[int, dt.datetime | None, str]]) -> pa.Table:
     return pa.Table.from_pylist(records, schema=ARROW)
 
 
-def arrow_change(spark: Any, tenant: str, table: pa.Table) -> TableChange:
+def arrow_change(spark: Any, tenant: str, table: pa.Table, *, per_object: bool = False) -> TableChange:
     """The change a task's data files make: the table created, ``table`` written as its files."""
     empty = TableChange(
         table=silver_table_name("silverline", BUCKET, tenant, "orders"),
@@ -76,14 +76,21 @@ def arrow_change(spark: Any, tenant: str, table: pa.Table) -> TableChange:
         replace_keys=[],
         files=(),
     )
-    return files_change(spark, empty, table)
+    return files_change(spark, empty, table, per_object=per_object)
 
 
-def files_change(spark: Any, empty: TableChange, table: pa.Table) -> TableChange:
+def files_change(
+    spark: Any,
+    empty: TableChange,
+    table: pa.Table,
+    *,
+    keys: list[str] | None = None,
+    per_object: bool = False,
+) -> TableChange:
     ensure_table(spark, empty)
     target = target_of(spark, empty.table)
-    files = write_data_files(table, target, put_local)
-    return TableChange(**{**empty.__dict__, "files": files, "target": target})
+    files = write_data_files(table, target, put_local, per_object=per_object)
+    return TableChange(**{**empty.__dict__, "files": files, "target": target, "replace_keys": keys or []})
 
 
 def data_files(spark: Any, table: str) -> list[Any]:
@@ -175,6 +182,84 @@ def test_a_replayed_fast_append_is_skipped_and_a_later_merge_replaces_its_rows(s
     ]
 
 
+def jobs_run_by(spark: Any, work: Any) -> tuple[Any, list[int]]:
+    """``work()``'s result and the Spark jobs it ran (in this thread's job group)."""
+    context = spark.sparkContext
+    group = f"probe-{id(work)}"
+    context.setJobGroup(group, "probe")
+    try:
+        result = work()
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    return result, list(context.statusTracker().getJobIdsForGroup(group))
+
+
+def summary_of(spark: Any, table: str) -> dict[str, str]:
+    spark.catalog.refreshTable(table)
+    found = spark.sql(f"SELECT operation, summary FROM {table}.snapshots ORDER BY committed_at").collect()
+    return {"operation": found[-1]["operation"], **found[-1]["summary"]}
+
+
+A, B, C = "t/raw/orders/a.csv", "t/raw/orders/b.csv", "t/raw/orders/c.csv"
+DAY2 = EVENT + dt.timedelta(days=1)
+
+
+def test_objects_in_files_of_their_own_are_replaced_and_removed_by_metadata_alone(
+    spark: Any, spark_lake: Path
+) -> None:
+    first = arrow_change(
+        spark, "own-files", rows([(1, EVENT, A), (2, DAY2, A), (3, EVENT, B)]), per_object=True
+    )
+    assert commit_change(spark, first, batch_id=1, query_id=QUERY).status == "committed"
+    assert len(data_files(spark, first.table)) == 3  # a.csv in two partitions, b.csv
+
+    empty = TableChange(**{**first.__dict__, "files": ()})
+    new_a = files_change(spark, empty, rows([(10, EVENT, A)]), keys=[A], per_object=True)
+    result, jobs = jobs_run_by(spark, lambda: commit_change(spark, new_a, batch_id=2, query_id=QUERY))
+
+    assert (result.status, result.rows_written, jobs) == ("committed", 1, [])
+    summary = summary_of(spark, first.table)
+    assert (summary["operation"], summary["deleted-data-files"], summary["added-data-files"]) == (
+        "overwrite",
+        "2",
+        "1",
+    )
+    assert "added-delete-files" not in summary  # no position deletes: the old files are gone whole
+    removed, jobs = jobs_run_by(
+        spark, lambda: commit_change(spark, TableChange(**{**new_a.__dict__, "files": (), "replace_keys": [B]}),
+                                     batch_id=3, query_id=QUERY)
+    )  # fmt: skip
+    assert (removed.status, jobs) == ("committed", [])
+    left = spark.sql(f"SELECT order_id, _source_key FROM {first.table}").collect()
+    assert sorted((r["order_id"], r["_source_key"]) for r in left) == [(10, A)]
+    assert {
+        (r["order_id"], r["_source_key"])
+        for r in read_table(spark_lake, "own-files")
+        .scan()
+        .to_arrow()
+        .select(["order_id", "_source_key"])
+        .to_pylist()
+    } == {(10, A)}  # type: ignore[misc]
+
+
+def test_a_replacement_whose_old_rows_share_a_file_is_a_merge_of_the_written_files(spark: Any) -> None:
+    first = arrow_change(spark, "shared-files", rows([(1, EVENT, A), (2, EVENT, B), (3, EVENT, C)]))
+    assert commit_change(spark, first, batch_id=1, query_id=QUERY).status == "committed"
+    assert len(data_files(spark, first.table)) == 1  # a, b and c share one file
+
+    empty = TableChange(**{**first.__dict__, "files": ()})
+    new_a = files_change(spark, empty, rows([(10, EVENT, A), (11, DAY2, A)]), keys=[A, C], per_object=True)
+    written = [Path(file_uri_to_path(f.path)) for f in new_a.files]
+    assert all(path.exists() for path in written)
+    result = commit_change(spark, new_a, batch_id=2, query_id=QUERY)
+
+    assert result.status == "committed"
+    left = spark.sql(f"SELECT order_id, _source_key FROM {first.table}").collect()
+    assert sorted((r["order_id"], r["_source_key"]) for r in left) == [(2, B), (10, A), (11, A)]
+    in_table = {Path(file_uri_to_path(f["file_path"])) for f in data_files(spark, first.table)}
+    assert not any(path.exists() or path in in_table for path in written)  # rewritten by the MERGE, removed
+
+
 def test_a_fast_append_into_a_table_of_other_partitions_and_a_missing_column_is_refused(spark: Any) -> None:
     hourly = DatasetContract.model_validate(
         {
@@ -225,8 +310,10 @@ def test_only_supported_contracts_take_the_fast_path_and_changes_hold_one_kind_o
         assert not supports(contract), partition_by
     with pytest.raises(ValueError, match="not both"):
         TableChange(table="t", location="l", contract=ORDERS, rows=None, replace_keys=[])
-    with pytest.raises(ValueError, match="only for plain silver appends"):
-        TableChange(table="t", location="l", contract=ORDERS, rows=None, replace_keys=["k"], files=())
+    with pytest.raises(ValueError, match="only for silver tables"):
+        TableChange(
+            table="t", location="l", contract=ORDERS, rows=None, replace_keys=[], files=(), zone="quarantine"
+        )
     assert SCHEMA  # the DataFrame path's schema is the same table's
     codec = "write.parquet.compression-codec"
     assert (parquet_compression({}), parquet_compression({codec: "UNCOMPRESSED"})) == ("zstd", "none")
