@@ -571,6 +571,11 @@ def put_local(uri: str, data: bytes) -> None:
         out.write(data)
 
 
+def delete_local(uri: str) -> None:
+    """Delete the file a ``file:`` location names (as :func:`put_local` wrote it)."""
+    os.remove(_local_path(uri))
+
+
 def _local_path(uri: str) -> str:
     """The file a ``file:`` location names, as Hadoop's FileIO reads it (no percent-decoding)."""
     rest = uri.removeprefix("file:")

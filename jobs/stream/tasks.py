@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,12 +34,11 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 
 from jobs.config import SilverlineConfig
 from jobs.contracts import DatasetContract
-from jobs.objects.fetch import file_uri_to_path
 from jobs.objects.reader import ObjectReader, ObjectRef, Piece, ReadOutcome
 from jobs.quality import batch as batch_quality
 from jobs.quality.split import FAILED_COLUMN, FAILED_EXPECTATIONS_COLUMN
 from jobs.silver.commit import one_line, silver_columns
-from jobs.silver.fastappend import FileTarget, WrittenFile, put_local, write_data_files
+from jobs.silver.fastappend import FileTarget, WrittenFile, delete_local, put_local, write_data_files
 from jobs.silver.staging import stage
 from jobs.storage import QUARANTINE
 
@@ -522,11 +520,7 @@ class _Writer:
         if uri.startswith("file:"):
             put_local(uri, data)
             return
-        if not uri.startswith("s3://"):
-            raise ValueError(f"cannot write {uri!r}: expected file: or s3://")
-        if self._s3 is None:
-            self._s3 = _s3_client(self._spec.config, force=True)
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        bucket, key = self._s3_object(uri)
         self._s3.put_object(Bucket=bucket, Key=key, Body=data)
 
     def delete(self, uris: Sequence[str]) -> None:
@@ -534,14 +528,21 @@ class _Writer:
         for uri in uris:
             try:
                 if uri.startswith("file:"):
-                    os.remove(file_uri_to_path(uri))
-                elif uri.startswith("s3://"):
-                    if self._s3 is None:
-                        self._s3 = _s3_client(self._spec.config, force=True)
-                    bucket, _, key = uri.removeprefix("s3://").partition("/")
+                    delete_local(uri)
+                else:
+                    bucket, key = self._s3_object(uri)
                     self._s3.delete_object(Bucket=bucket, Key=key)
             except Exception as exc:  # an orphan: table maintenance removes it
                 log.warning("could not delete %s, left for orphan removal: %s", uri, one_line(exc))
+
+    def _s3_object(self, uri: str) -> tuple[str, str]:
+        """(bucket, key) of an ``s3://`` location, the task's S3 client made on first use."""
+        if not uri.startswith("s3://"):
+            raise ValueError(f"cannot write {uri!r}: expected file: or s3://")
+        if self._s3 is None:
+            self._s3 = _s3_client(self._spec.config, force=True)
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return bucket, key
 
     def stage(self, rows: pa.Table, batch_id: int) -> str:
         """Write ``rows`` as a staged Parquet file; returns its location."""
