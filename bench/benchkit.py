@@ -152,15 +152,32 @@ def job_command(config: Path, trigger: str, log_level: str) -> list[str]:
 
 def run_job(config: Path, *, log_path: Path | None = None) -> float:
     """Run the job with ``--trigger available-now`` until the backlog is done; returns wall seconds."""
+    return run_job_sampled(config, log_path=log_path)[0]
+
+
+def run_job_sampled(config: Path, *, log_path: Path | None = None) -> tuple[float, dict[str, float]]:
+    """:func:`run_job`, and the peak resident memory (MB) of the driver, the JVM and the Python workers.
+
+    Sampled every second (:class:`RssSampler`): a shorter peak can be missed.
+    """
     started = time.perf_counter()
     level = "INFO" if log_path else "WARNING"
-    done = subprocess.run(job_command(config, "available-now", level), capture_output=True, text=True)
+    job = subprocess.Popen(
+        job_command(config, "available-now", level),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sampler = RssSampler(job.pid, every=1.0)
+    _, stderr = job.communicate()
+    memory = sampler.stop()
     wall = time.perf_counter() - started
     if log_path:
-        log_path.write_text(done.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"the job failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return wall
+        log_path.write_text(stderr)
+    if job.returncode != 0:
+        raise RuntimeError(f"the job failed ({job.returncode}):\n{stderr[-3000:]}")
+    peaks = {kind: float(value["peak_mb"]) for kind, value in memory.items() if isinstance(value, dict)}
+    return wall, peaks
 
 
 def read_ops_table(lake: Path, name: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -49,7 +49,7 @@ def backlog(args: argparse.Namespace, tmp: Path, master: str = "local[2]") -> di
     lake = tmp / "lake"
     kit.build_backlog(lake, args.files, args.tenants, args.rows, args.per_bronze_file)
     config = kit.write_config(tmp, lake, args.max_files_per_trigger, master=master)
-    wall = kit.run_job(config, log_path=Path(args.job_log) if args.job_log else None)
+    wall, memory = kit.run_job_sampled(config, log_path=Path(args.job_log) if args.job_log else None)
     rows = kit.read_metrics(lake)
     applied = sum(r["applied"] for r in rows)
     in_batches = sum(kit.batch_seconds(r) for r in rows)
@@ -70,6 +70,7 @@ def backlog(args: argparse.Namespace, tmp: Path, master: str = "local[2]") -> di
         "all_batches_balanced": all(r["details"]["balanced"] for r in rows),
         "phase_seconds": kit.phase_seconds(rows),
         "batch_seconds_each": [round(kit.batch_seconds(r), 2) for r in rows],
+        "peak_rss_mb": memory,  # sampled every second: driver (Python), JVM, Python workers
     }
     if len(rows) > 1:
         later = rows[1:]
