@@ -214,8 +214,7 @@ def run_bin(spec: TaskSpec, units: Sequence[ReadUnit]) -> BinResult:
         block_bytes=config.stream.read_block_bytes,
     )
     works: list[_UnitWork] = []
-    reads: list[tuple[batch_quality.TableRead, UnitResult, ReadUnit]] = []
-    read_works: list[_UnitWork] = []  # the work of each read
+    reads: list[tuple[batch_quality.TableRead, _UnitWork]] = []  # what fits in a block, per unit
     for unit in units:
         work = _UnitWork(unit, UnitResult(unit.table), [None] * len(unit.refs))
         works.append(work)
@@ -228,19 +227,18 @@ def run_bin(spec: TaskSpec, units: Sequence[ReadUnit]) -> BinResult:
         work.pieces = pieces
         work.note(first.outcomes)
         read = batch_quality.TableRead(unit.bucket, unit.tenant, unit.dataset, unit.contract, first.table)
-        reads.append((read, work.result, unit))
-        read_works.append(work)
+        reads.append((read, work))
     seconds["read"] = time.perf_counter() - started
     started = time.perf_counter()
-    verdicts = _check(reads, spec)
+    verdicts = _check([(read, work.result, work.unit) for read, work in reads], spec)
     seconds["validate"] = time.perf_counter() - started
     started = time.perf_counter()
     writer = _Writer(spec)
-    for (read, result, unit), work in zip(reads, read_works, strict=True):
-        if result.error is not None:
+    for read, work in reads:
+        if work.result.error is not None:
             continue
         try:
-            work.add(_write(read, unit, spec, writer))
+            work.add(_write(read, work.unit, spec, writer))
         except Exception as exc:  # e.g. the table's location refusing the write: retried
             work.fail(f"write failed: {one_line(exc)}", writer)
     seconds["write"] = time.perf_counter() - started
