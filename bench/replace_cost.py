@@ -120,7 +120,7 @@ def one_size(spark: Any, catalog: str, files: int, rows: int, runs: int) -> dict
             spark.sql(sql, args=args, source=source)
             seconds[kind].append(round(time.perf_counter() - began, 3))
         new_rows = arrow_rows(target, files - 1, rows)
-        written = write_data_files(new_rows, files_target, put_local, per_object=True)
+        written = write_data_files(new_rows, files_target, put_local)
         began = time.perf_counter()
         if replace_files(spark, files_target, written, [target], {"silverline.batch-id": f"m{run}"}) is None:
             raise RuntimeError(f"{table}: the object's rows are not in files of their own")

@@ -154,9 +154,7 @@ def _target(iceberg: Any, table: str) -> FileTarget:
 Put = Callable[[str, bytes], None]
 
 
-def write_data_files(
-    rows: pa.Table, target: FileTarget, put: Put, *, per_object: bool = False
-) -> list[WrittenFile]:
+def write_data_files(rows: pa.Table, target: FileTarget, put: Put) -> list[WrittenFile]:
     """Write ``rows`` as Parquet data files of ``target``'s table (no commit): one per partition value.
 
     Runs where the rows are (a Spark task); :func:`commit_files` or :func:`replace_files`
@@ -166,9 +164,6 @@ def write_data_files(
         rows: The rows, named like the table's columns (a subset of them; the others read as null).
         target: The table's :class:`FileTarget`.
         put: Writes bytes at a location (``file:`` or ``s3://``).
-        per_object: One file per object (``_source_key``) and partition value, so a later
-            replacement of the object drops whole files (:func:`replace_files`). Each object's
-            rows must be contiguous in ``rows`` (the reader's order).
 
     Returns:
         The files written (none for no rows).
@@ -181,10 +176,7 @@ def write_data_files(
         return []
     typed = _with_field_ids(rows, target)
     written = []
-    parts = _partitions(typed, target)
-    if per_object:
-        parts = [(values, piece) for values, part in parts for piece in _objects(part)]
-    for values, part in parts:
+    for values, part in _partitions(typed, target):
         directory = "/".join(
             f"{name}={quote('null' if value is None else value, safe='')}"
             for (name, _, _), value in zip(target.partition, values or (), strict=False)
@@ -198,15 +190,6 @@ def write_data_files(
         partition = None if values is None else tuple(values)
         written.append(WrittenFile(path, len(data), part.num_rows, partition, parquet_footer(data)))
     return written
-
-
-def _objects(rows: pa.Table) -> list[pa.Table]:
-    """``rows`` cut where ``_source_key`` changes (each object's rows are contiguous)."""
-    keys = rows["_source_key"].combine_chunks()
-    codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
-    starts = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist()]
-    ends = [*starts[1:], len(codes)]
-    return [rows.slice(start, end - start) for start, end in zip(starts, ends, strict=True)]
 
 
 # Iceberg's metrics evaluators stop pruning an IN predicate with more values than this.
@@ -226,8 +209,9 @@ def replace_files(
     (``write.metadata.metrics.column._source_key=full``). When every file it returns holds
     one of these keys and nothing else (lower bound = upper bound, no null key), one
     ``OverwriteFiles`` drops those files and adds ``files``: no data is read or rewritten,
-    no Spark job runs. Files written by :func:`write_data_files` with ``per_object`` are such
-    files; compaction merges them, and then the caller's MERGE does the work.
+    no Spark job runs. That is the case for objects that came to the table alone (a table
+    fed one object per batch, e.g. a snapshot overwritten every day); a file of several
+    objects whose key range covers a replaced key makes the caller's MERGE do the work.
 
     Args:
         spark: The session.

@@ -223,7 +223,6 @@ class Planner:
                 contract=table.contract,
                 refs=chunk,
                 target=targets.get(self._name(table)),
-                per_object=not table.fast,
             )
             for table in tables
             for chunk in tasks.split_refs([(_ref(row, current=now), now) for row, now in table.to_read])

@@ -72,8 +72,6 @@ class ReadUnit:
             current now (a removal that named one version, R5).
         target: The table's data files target; None: the good rows are staged for a MERGE
             that replaces the objects' old rows.
-        per_object: Write each object's rows in files of their own (a table whose objects
-            are replaced: the next replacement of an object then drops its files).
     """
 
     table: str
@@ -83,7 +81,6 @@ class ReadUnit:
     contract: DatasetContract
     refs: tuple[tuple[ObjectRef, bool], ...]
     target: FileTarget | None
-    per_object: bool = False
 
     @property
     def weight(self) -> int:
@@ -473,7 +470,7 @@ def _write(read: batch_quality.TableRead, unit: ReadUnit, spec: TaskSpec, writer
     silver = [n for n, _ in silver_columns(unit.contract) if n not in ("_ingest_time", "_batch_id")]
     good = _with_ingest(good.select(silver), spec)
     if unit.target is not None:
-        written.files = write_data_files(good, unit.target, writer.put, per_object=unit.per_object)
+        written.files = write_data_files(good, unit.target, writer.put)
     else:
         written.files = [WrittenFile(writer.stage(good, spec.batch_id), 0, good.num_rows, None)]
     written.good_rows = good.num_rows

@@ -71,6 +71,14 @@ def files_and_days(lake_dir: Path, key: str) -> tuple[int, int]:
     return files, len(days)
 
 
+def last_snapshot(lake_dir: Path, tenant: str, dataset: str) -> Any:
+    from pyiceberg.table import StaticTable
+
+    metadata = kit.latest_metadata(kit.silver_dir(lake_dir, tenant, dataset))
+    assert metadata is not None
+    return StaticTable.from_metadata(str(metadata)).current_snapshot()
+
+
 def metrics(lake_dir: Path) -> list[dict[str, Any]]:
     table = kit.read_table(kit.ops_dir(lake_dir, "batch_metrics"))
     assert table is not None
@@ -125,11 +133,24 @@ def test_backfill_lands_unnotified_objects_updates_and_deletes_and_dry_run_chang
     again = kit.run_here(spark, config, "backfill", "--delete-missing")
     assert_ok(again)
     assert "nothing to do" in again.stdout
+
+    # acme's clicks table holds c0.jsonl alone (it came alone), so c0's files hold nothing
+    # else: its overwrite drops those files and adds new ones, no row-level delete.
+    lake.put("acme", "clicks", "c0.jsonl", rows=5, tag=778)
+    third = kit.run_here(spark, config, "backfill")
+    assert_ok(third)
+    assert "applied: 1" in third.stdout
+    assert_silver_is_the_oracle(lake_dir, lake)
+    snapshot = last_snapshot(lake_dir, "acme", "clicks")
+    assert snapshot.summary.operation.value == "overwrite"
+    summary = snapshot.summary.additional_properties
+    assert int(summary["deleted-data-files"]) >= 1 and "added-delete-files" not in summary, summary
+
     rows = metrics(lake_dir)
     kit.assert_balanced(rows)
-    assert sum(r["applied"] for r in rows) == 11
+    assert sum(r["applied"] for r in rows) == 12
     # A backfill's event time is the object's LastModified: it says nothing about freshness.
-    assert [r["freshness_p95_s"] for r in rows] == [None, None]
+    assert [r["freshness_p95_s"] for r in rows] == [None, None, None]
     assert requests_left(lake_dir) == []
     assert not (lake_dir / "_ops" / "e2e" / "leases" / "writer.json").exists()
 

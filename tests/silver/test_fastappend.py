@@ -66,7 +66,7 @@ def rows(specs: list[tuple[int, dt.datetime | None, str]]) -> pa.Table:
     return pa.Table.from_pylist(records, schema=ARROW)
 
 
-def arrow_change(spark: Any, tenant: str, table: pa.Table, *, per_object: bool = False) -> TableChange:
+def arrow_change(spark: Any, tenant: str, table: pa.Table) -> TableChange:
     """The change a task's data files make: the table created, ``table`` written as its files."""
     empty = TableChange(
         table=silver_table_name("silverline", BUCKET, tenant, "orders"),
@@ -76,7 +76,7 @@ def arrow_change(spark: Any, tenant: str, table: pa.Table, *, per_object: bool =
         replace_keys=[],
         files=(),
     )
-    return files_change(spark, empty, table, per_object=per_object)
+    return files_change(spark, empty, table)
 
 
 def files_change(
@@ -85,11 +85,10 @@ def files_change(
     table: pa.Table,
     *,
     keys: list[str] | None = None,
-    per_object: bool = False,
 ) -> TableChange:
     ensure_table(spark, empty)
     target = target_of(spark, empty.table)
-    files = write_data_files(table, target, put_local, per_object=per_object)
+    files = write_data_files(table, target, put_local)
     return TableChange(**{**empty.__dict__, "files": files, "target": target, "replace_keys": keys or []})
 
 
@@ -207,15 +206,16 @@ DAY2 = EVENT + dt.timedelta(days=1)
 def test_objects_in_files_of_their_own_are_replaced_and_removed_by_metadata_alone(
     spark: Any, spark_lake: Path
 ) -> None:
-    first = arrow_change(
-        spark, "own-files", rows([(1, EVENT, A), (2, DAY2, A), (3, EVENT, B)]), per_object=True
-    )
+    """Objects that came to the table alone (one per batch) are in files of their own."""
+    first = arrow_change(spark, "own-files", rows([(1, EVENT, A), (2, DAY2, A)]))
     assert commit_change(spark, first, batch_id=1, query_id=QUERY).status == "committed"
+    empty = TableChange(**{**first.__dict__, "files": ()})
+    second = files_change(spark, empty, rows([(3, EVENT, B)]))
+    assert commit_change(spark, second, batch_id=2, query_id=QUERY).status == "committed"
     assert len(data_files(spark, first.table)) == 3  # a.csv in two partitions, b.csv
 
-    empty = TableChange(**{**first.__dict__, "files": ()})
-    new_a = files_change(spark, empty, rows([(10, EVENT, A)]), keys=[A], per_object=True)
-    result, jobs = jobs_run_by(spark, lambda: commit_change(spark, new_a, batch_id=2, query_id=QUERY))
+    new_a = files_change(spark, empty, rows([(10, EVENT, A)]), keys=[A])
+    result, jobs = jobs_run_by(spark, lambda: commit_change(spark, new_a, batch_id=3, query_id=QUERY))
 
     assert (result.status, result.rows_written, jobs) == ("committed", 1, [])
     summary = summary_of(spark, first.table)
@@ -227,7 +227,7 @@ def test_objects_in_files_of_their_own_are_replaced_and_removed_by_metadata_alon
     assert "added-delete-files" not in summary  # no position deletes: the old files are gone whole
     removed, jobs = jobs_run_by(
         spark, lambda: commit_change(spark, TableChange(**{**new_a.__dict__, "files": (), "replace_keys": [B]}),
-                                     batch_id=3, query_id=QUERY)
+                                     batch_id=4, query_id=QUERY)
     )  # fmt: skip
     assert (removed.status, jobs) == ("committed", [])
     left = spark.sql(f"SELECT order_id, _source_key FROM {first.table}").collect()
@@ -248,7 +248,7 @@ def test_a_replacement_whose_old_rows_share_a_file_is_a_merge_of_the_written_fil
     assert len(data_files(spark, first.table)) == 1  # a, b and c share one file
 
     empty = TableChange(**{**first.__dict__, "files": ()})
-    new_a = files_change(spark, empty, rows([(10, EVENT, A), (11, DAY2, A)]), keys=[A, C], per_object=True)
+    new_a = files_change(spark, empty, rows([(10, EVENT, A), (11, DAY2, A)]), keys=[A, C])
     written = [Path(file_uri_to_path(f.path)) for f in new_a.files]
     assert all(path.exists() for path in written)
     result = commit_change(spark, new_a, batch_id=2, query_id=QUERY)
