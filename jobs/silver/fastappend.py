@@ -14,8 +14,10 @@ data files, a coordinator commits metadata.
 
 Supported partition transforms: ``identity`` on ``date``, ``string``, ``int`` and
 ``bigint`` columns, ``days`` and ``hours`` on ``timestamp`` columns
-(:func:`supports`). Other contracts go through Spark's writer, as do changes that
-replace rows. A data file whose commit fails or never happens is an orphan that
+(:func:`supports`). Other contracts go through Spark's writer. Changes that replace
+rows are metadata-only too where the replaced objects' rows are in files of their own
+(:func:`replace_files`), else a MERGE. A data file whose commit fails or never happens
+is an orphan that
 ``silverline maintain`` removes (``remove_orphan_files``), as after any failed
 Iceberg write.
 """

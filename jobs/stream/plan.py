@@ -2,8 +2,11 @@
 
 For the events the ledger lets through, per (bucket, tenant, dataset): which object
 versions to read (R9), and whether the table's change is a plain append (none of its
-objects can have rows in it yet: the rows go straight into data files) or a
-replacement (staged rows for a MERGE). Spark tasks read, check and write
+objects can have rows in it yet) or a replacement. Either way, for contracts whose
+partition spec :mod:`jobs.silver.fastappend` computes, the tasks write the rows as the
+table's data files (else they stage them for Spark's writer or a MERGE), and the
+commit decides how they go in (:func:`jobs.silver.commit.commit_change`). Spark tasks
+read, check and write
 (:mod:`jobs.stream.tasks`); from what they return the planner judges each read
 (superseded objects are stale, unreadable ones quarantined), merges the validation
 results (:mod:`jobs.quality.merge`) and builds one :class:`jobs.silver.commit.TableChange`
@@ -65,13 +68,13 @@ class _TablePlan(NamedTuple):
     contract: DatasetContract
     rows: list[Row]
     to_read: list[tuple[Row, bool]]  # (event, read the current version)
-    fast: bool  # a plain append: no object of the table may have rows in it yet
+    replaces: bool  # some object the ledger knows as live may have rows in the table
     files: bool  # the tasks write data files (else they stage rows for a MERGE)
 
 
 def _writes_files(table: _TablePlan) -> bool:
     """Whether the table's change is data files the tasks write (its target is needed)."""
-    return table.files and bool(table.to_read or not table.fast)
+    return table.files and bool(table.to_read or table.replaces)
 
 
 class Planner:
@@ -160,10 +163,10 @@ class Planner:
         created = [r for r in rows if r["event_kind"] == "created"]
         current = [r for r in rows if reads_current_version(r)]
         to_read = [(r, False) for r in created] + [(r, True) for r in current]
-        # Objects the ledger knows as live may have rows in the table: those are replaced (MERGE).
-        supported = fastappend.supports(contract)
-        fast = supported and not any(r["_l_state"] == ledger.LEDGER_LIVE for r in rows)
-        return _TablePlan(bucket, tenant, dataset, contract, rows, to_read, fast, supported)
+        # Objects the ledger knows as live may have rows in the table: those are replaced.
+        replaces = any(r["_l_state"] == ledger.LEDGER_LIVE for r in rows)
+        files = fastappend.supports(contract)
+        return _TablePlan(bucket, tenant, dataset, contract, rows, to_read, replaces, files)
 
     def _name(self, table: _TablePlan) -> str:
         return table_name(self.config, table.bucket, table.tenant, table.dataset)
