@@ -17,9 +17,8 @@ Supported partition transforms: ``identity`` on ``date``, ``string``, ``int`` an
 (:func:`supports`). Other contracts go through Spark's writer. Changes that replace
 rows are metadata-only too where the replaced objects' rows are in files of their own
 (:func:`replace_files`), else a MERGE. A data file whose commit fails or never happens
-is an orphan that
-``silverline maintain`` removes (``remove_orphan_files``), as after any failed
-Iceberg write.
+is an orphan that ``silverline maintain`` removes (``remove_orphan_files``), as after
+any failed Iceberg write.
 """
 
 from __future__ import annotations
