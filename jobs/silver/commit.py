@@ -292,10 +292,20 @@ def merge_sql(change: TableChange, *, prune: bool = True) -> tuple[str, dict[str
 
 
 def ensure_key_metrics(spark: SparkSession, table: str) -> None:
-    """Give a table made before :data:`KEY_METRICS` was a table property that property (new files only)."""
+    """Give a table made before :data:`KEY_METRICS` was a table property that property (new files only).
+
+    Checked once per table and process (the lookup costs about 20 ms a table, every batch).
+    """
+    if table in _KEY_METRICS_SET:
+        return
     found = spark.sql(f"SHOW TBLPROPERTIES {table} ('{KEY_METRICS}')").collect()
     if not found or found[0]["value"] != "full":
         spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('{KEY_METRICS}'='full')")
+    _KEY_METRICS_SET.add(table)
+
+
+# Tables known to have KEY_METRICS, by identifier (threads of one process add to it).
+_KEY_METRICS_SET: set[str] = set()
 
 
 def append_writer(change: TableChange) -> DataFrameWriterV2:

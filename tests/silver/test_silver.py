@@ -229,15 +229,20 @@ def test_a_table_made_without_exact_key_bounds_gets_them_at_its_next_replacement
     spark: Any, spark_lake: Path
 ) -> None:
     tenant = "t-old-props"
-    commit_change(spark, change(spark, tenant, [row(1, "a.csv")], ["a.csv"]), batch_id=1, query_id=QUERY)
+    commit_change(spark, change(spark, tenant, [row(1, "a.csv")], []), batch_id=1, query_id=QUERY)  # append
     name = silver_table_name("silverline", BUCKET, tenant, "orders")
-    spark.sql(f"ALTER TABLE {name} UNSET TBLPROPERTIES ('{KEY_METRICS}')")
+    spark.sql(f"ALTER TABLE {name} UNSET TBLPROPERTIES ('{KEY_METRICS}')")  # as a table made before
     assert KEY_METRICS not in read_table(spark_lake, tenant).properties
 
     commit_change(spark, change(spark, tenant, [row(2, "a.csv")], ["a.csv"]), batch_id=2, query_id=QUERY)
 
     assert read_table(spark_lake, tenant).properties[KEY_METRICS] == "full"
     assert contents(spark_lake, tenant) == {(2, "c", Decimal("1.00"), "a.csv")}
+    # Known to this process from then on: a later replacement does not look it up again.
+    spark.sql(f"ALTER TABLE {name} UNSET TBLPROPERTIES ('{KEY_METRICS}')")
+    commit_change(spark, change(spark, tenant, [row(3, "a.csv")], ["a.csv"]), batch_id=3, query_id=QUERY)
+    assert KEY_METRICS not in read_table(spark_lake, tenant).properties
+    assert contents(spark_lake, tenant) == {(3, "c", Decimal("1.00"), "a.csv")}
 
 
 def test_replayed_batch_is_skipped_and_noop_commits_nothing(spark: Any, spark_lake: Path) -> None:
