@@ -40,7 +40,12 @@ _MAX_BLOCK = 1 << 26
 
 
 class CsvDecoder:
-    """Decodes CSV bytes (already decompressed) for one contract; safe to share across threads."""
+    """Decodes CSV bytes (already decompressed) for one contract; safe to share across threads.
+
+    Attributes:
+        has_header: The first line names the columns (option ``header``, default true).
+        encoding: The bytes' encoding (option ``encoding`` or ``charset``, default UTF-8).
+    """
 
     def __init__(self, contract: DatasetContract, schema: pa.Schema) -> None:
         """Read the contract's (Spark-spelled) CSV options.
@@ -62,8 +67,9 @@ class CsvDecoder:
             )
         self._schema = schema
         self._names: list[str] = list(schema.names)
-        self._column_names = None if header == "true" else list(schema.names)
-        self._encoding = options.get("encoding", options.get("charset", "utf8"))
+        self.has_header = header == "true"
+        self._column_names = None if self.has_header else list(schema.names)
+        self.encoding: str = options.get("encoding", options.get("charset", "utf8"))
         self._parse = pa_csv.ParseOptions(
             delimiter=options.get("sep", options.get("delimiter", ",")),
             quote_char=options.get("quote", '"') or False,
@@ -155,7 +161,7 @@ class CsvDecoder:
             use_threads=False,
             block_size=block_size(size),
             column_names=self._column_names,
-            encoding=self._encoding,
+            encoding=self.encoding,
         )
 
 

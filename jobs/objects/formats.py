@@ -159,8 +159,10 @@ class ContractDecoder:
         self.max_row_bytes = max_row_bytes
         self.schema = contract_schema(contract)
         self._decode_format: Callable[[bytes | memoryview], DecodedObject] | None = None
+        self._csv: CsvDecoder | None = None
         if contract.format == "csv":
-            self._decode_format = CsvDecoder(contract, self.schema).decode
+            self._csv = CsvDecoder(contract, self.schema)
+            self._decode_format = self._csv.decode
         elif contract.format == "jsonl":
             self._decode_format = JsonLinesDecoder(self.schema).decode
         elif contract.format == "parquet":
@@ -198,8 +200,7 @@ class ContractDecoder:
             DecodeError: The object cannot be read; ``reason`` says why.
             OverOneBlock: It expands past ``block_bytes`` (and that is within the limit).
         """
-        if self._decode_format is None:
-            raise DecodeError("unsupported_format", f"no reader for format {self.contract.format!r}")
+        self._check_format()
         if not data:
             raise DecodeError("empty_file", "the object has 0 bytes")
         data = _decompress(data, key, self.max_decompressed_bytes, block_bytes)
@@ -235,11 +236,11 @@ class ContractDecoder:
         Raises:
             DecodeError: The object cannot be read (possibly after some blocks).
         """
-        if self._decode_format is None:
-            raise DecodeError("unsupported_format", f"no reader for format {self.contract.format!r}")
+        self._check_format()
         stream = _Expanding(body, key, self.max_decompressed_bytes)
-        blocks = self._parquet_blocks(stream, block_bytes) if self.contract.format == "parquet" else None
-        if blocks is None:
+        if self.contract.format == "parquet":
+            blocks = self._parquet_blocks(stream, block_bytes)
+        else:
             blocks = self._line_blocks(stream, block_bytes)
         first_row = 1
         for decoded in blocks:
@@ -250,15 +251,14 @@ class ContractDecoder:
 
     def _line_blocks(self, stream: Readable, block_bytes: int) -> Iterator[DecodedObject]:
         """CSV / JSON-lines blocks cut after a line feed; see :meth:`decode_blocks`."""
-        options = {k.lower(): v for k, v in self.contract.options.items()}
-        encoding = options.get("encoding", options.get("charset", "utf8"))
+        encoding = "utf8" if self._csv is None else self._csv.encoding  # JSON lines are UTF-8
         if "\n".encode(_python_codec(encoding)) != b"\n":
             raise DecodeError(
                 "unsupported_format",
                 f"encoding {encoding!r} has no one-byte line feed: objects over stream.read_block_bytes "
                 "in it cannot be read in blocks",
             )
-        with_header = self.contract.format == "csv" and _csv_header(self.contract)
+        with_header = self._csv is not None and self._csv.has_header
         # One buffer, reused: the block is decoded in place (no copies), then dropped, keeping
         # the unfinished last line and, for CSV after the first block, the header line.
         buffer = bytearray()
@@ -314,6 +314,10 @@ class ContractDecoder:
                     del decoded
             except (pa.ArrowException, OSError) as exc:  # the spool is local: OSError means bad data
                 raise DecodeError("unparseable", str(exc)) from exc
+
+    def _check_format(self) -> None:
+        if self._decode_format is None:
+            raise DecodeError("unsupported_format", f"no reader for format {self.contract.format!r}")
 
     def _decode_chunk(self, chunk: bytes | memoryview) -> DecodedObject:
         assert self._decode_format is not None
@@ -388,8 +392,7 @@ def _decompress(data: bytes, key: str, limit: int, block: int | None) -> bytes:
     a gzip bomb (a few MB that expand to gigabytes) costs at most that much memory and the
     time to expand it.
     """
-    lowered = key.lower()
-    if lowered.endswith((".gz", ".gzip")):
+    if _gzipped(key):
         cap = limit if block is None else min(limit, block)
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
@@ -404,23 +407,30 @@ def _decompress(data: bytes, key: str, limit: int, block: int | None) -> bytes:
                 f"expands past stream.max_decompressed_bytes ({limit:,} bytes) from {len(data):,} bytes",
             )
         return expanded
+    return data
+
+
+def _gzipped(key: str) -> bool:
+    """Whether the key's suffix says gzip; raises for a compression that is not read.
+
+    Raises:
+        DecodeError: ``unsupported_format``: another compression (bz2, zstd, zip, ...).
+    """
+    lowered = key.lower()
+    if lowered.endswith((".gz", ".gzip")):
+        return True
     if lowered.endswith(_UNSUPPORTED_COMPRESSION):
         raise DecodeError(
             "unsupported_format", f"compression of {key.rsplit('.', 1)[-1]!r} files is not read"
         )
-    return data
+    return False
 
 
 class _Expanding:
     """A stored object's stream, gunzipped when its key says ``.gz``, at most ``limit`` bytes of it."""
 
     def __init__(self, body: Readable, key: str, limit: int) -> None:
-        lowered = key.lower()
-        self._gzip = lowered.endswith((".gz", ".gzip"))
-        if not self._gzip and lowered.endswith(_UNSUPPORTED_COMPRESSION):
-            raise DecodeError(
-                "unsupported_format", f"compression of {key.rsplit('.', 1)[-1]!r} files is not read"
-            )
+        self._gzip = _gzipped(key)
         source: Any = body
         self._source: Readable = gzip.GzipFile(fileobj=source, mode="rb") if self._gzip else body
         self._limit = limit
@@ -440,14 +450,8 @@ class _Expanding:
         return data
 
 
-def _csv_header(contract: DatasetContract) -> bool:
-    """Does the contract's CSV have a header line (``header``, default true)."""
-    options = {k.lower(): v for k, v in contract.options.items()}
-    return options.get("header", "true").strip().lower() == "true"
-
-
 def _python_codec(encoding: str) -> str:
-    """Python's name for a pyarrow/Spark encoding name (``utf8`` -> ``utf-8``); unknown ones as given."""
+    """Python's name for a pyarrow/Spark encoding name (``utf8`` -> ``utf-8``); unknown ones: UTF-8."""
     import codecs
 
     try:

@@ -409,12 +409,17 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
         _merge_files(spark, change, files, properties)  # some old rows share files with others
     elif keys:
         ensure_key_metrics(spark, change.table)
-        source = merge_source(spark, change)
-        sql, args = merge_sql(change)
-        with_commit_properties(spark, properties, lambda: spark.sql(sql, args=args, source=source))
+        _merge(spark, change, properties)
     else:  # only objects with no rows in the table yet: a plain append, no scan of the table
         with_commit_properties(spark, properties, lambda: append_writer(change).append())
     return result("committed", find_batch_snapshot(spark, change.table, batch_id=batch_id, query_id=query_id))
+
+
+def _merge(spark: SparkSession, change: TableChange, properties: Mapping[str, str]) -> None:
+    """Run the change's MERGE (:func:`merge_sql`) with the batch's snapshot properties."""
+    source = merge_source(spark, change)
+    sql, args = merge_sql(change)
+    with_commit_properties(spark, properties, lambda: spark.sql(sql, args=args, source=source))
 
 
 def _merge_files(
@@ -426,9 +431,7 @@ def _merge_files(
     (and deletes the old ones), so they are never committed themselves.
     """
     rows = staged_frame(spark, [f.path for f in files], silver_columns(change.contract))
-    source = merge_source(spark, replace(change, rows=rows, files=None))
-    sql, args = merge_sql(change)
-    with_commit_properties(spark, properties, lambda: spark.sql(sql, args=args, source=source))
+    _merge(spark, replace(change, rows=rows, files=None), properties)
     io = load_table(spark, change.table).io()
     for written in files:
         try:
