@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from jobs.contracts import DatasetContract
 from jobs.silver.conflicts import first_line, retry_on_conflict
@@ -47,6 +47,7 @@ from jobs.silver.snapshots import (
     SNAPSHOT_BATCH_ID,
     SNAPSHOT_QUERY_ID,
     BatchSnapshot,
+    batch_snapshot_in,
     find_batch_snapshot,
     load_table,
     with_commit_properties,
@@ -384,7 +385,8 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
         has_rows = not frame_of(change).isEmpty()
     if not keys and not has_rows:
         return result("noop", None)
-    found = _existing_batch_snapshot(spark, change, batch_id=batch_id, query_id=query_id)
+    loaded = _loaded_or_created(spark, change)
+    found = None if loaded is None else batch_snapshot_in(loaded, batch_id=batch_id, query_id=query_id)
     if found:
         return result("skipped_replay", found)
     properties = {SNAPSHOT_QUERY_ID: query_id, SNAPSHOT_BATCH_ID: str(batch_id)}
@@ -399,7 +401,7 @@ def commit_change(spark: SparkSession, change: TableChange, *, batch_id: int, qu
             raise ValueError(f"{change.table}: data files without the target they were written for")
         files = [f for f in change.files if f.rows]
         if not keys:
-            return result("committed", commit_files(spark, target, files, properties))
+            return result("committed", commit_files(spark, target, files, properties, loaded=loaded))
         ensure_key_metrics(spark, change.table)
         replaced = retry_on_conflict(
             lambda: replace_files(spark, target, files, change.replace_keys, properties), change.table
@@ -440,16 +442,14 @@ def _merge_files(
             log.warning("could not delete %s, left for orphan removal: %s", written.path, one_line(exc))
 
 
-def _existing_batch_snapshot(
-    spark: SparkSession, change: TableChange, *, batch_id: int, query_id: str
-) -> BatchSnapshot | None:
-    """This batch's snapshot of the table if it has one; a missing table is created first.
+def _loaded_or_created(spark: SparkSession, change: TableChange) -> Any | None:
+    """The change's table through Iceberg's Java API; a missing one is created (then None).
 
-    One catalog load serves both questions: a table that must be created cannot hold a
-    snapshot of this batch, and an existing one needs no ``CREATE TABLE IF NOT EXISTS``.
+    One catalog load serves the replay check and the commit: a table that must be created
+    cannot hold a snapshot of this batch, and an existing one needs no ``CREATE TABLE``.
     """
     try:
-        return find_batch_snapshot(spark, change.table, batch_id=batch_id, query_id=query_id)
+        return load_table(spark, change.table)
     except Exception as exc:
         if not any(sign in str(exc) for sign in ("TABLE_OR_VIEW_NOT_FOUND", "NoSuchTableException")):
             raise

@@ -23,6 +23,7 @@ any failed Iceberg write.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -46,7 +47,7 @@ from jobs.silver.snapshots import (
     SNAPSHOT_QUERY_ID,
     BatchSnapshot,
     batch_snapshot_in,
-    jvm_of,
+    java,
     load_table,
 )
 
@@ -60,6 +61,9 @@ _TRANSFORM = re.compile(r"^\s*(?:(days|hours)\(\s*`?([^`)]+?)`?\s*\)|`?([^`()]+?
 _IDENTITY_TYPES = {"date", "string", "int", "bigint"}
 _MICROS_PER = {"day": 86_400_000_000, "hour": 3_600_000_000}
 _MAGIC = b"PAR1"  # a Parquet file's first and last four bytes
+_EXPRESSIONS = "org.apache.iceberg.expressions.Expressions"
+# Parquet's footer reader, as shaded in Iceberg's runtime jar.
+_FOOTER_CONVERTER = "org.apache.iceberg.shaded.org.apache.parquet.format.converter.ParquetMetadataConverter"
 # Bytes handed to the JVM per call when the table's FileIO writes the file (not a local path).
 _CHUNK = 8 << 20
 
@@ -131,25 +135,44 @@ class WrittenFile:
 
 
 def target_of(spark: SparkSession, table: str) -> FileTarget:
-    """The :class:`FileTarget` of an existing table (loaded through Iceberg's Java API)."""
-    return _target(load_table(spark, table), table)
+    """The :class:`FileTarget` of an existing table (loaded through Iceberg's Java API).
+
+    The schema and the partition spec come over as Iceberg's own JSON, one py4j call each:
+    asking for every column's name, id and type took about 40 ms a table, as much as its
+    commit.
+    """
+    return _target(spark, load_table(spark, table), table)
 
 
-def _target(iceberg: Any, table: str) -> FileTarget:
-    schema, spec = iceberg.schema(), iceberg.spec()
+def _target(spark: SparkSession, iceberg: Any, table: str) -> FileTarget:
+    schema = json.loads(str(java(spark, "org.apache.iceberg.SchemaParser").toJson(iceberg.schema())))
+    spec = json.loads(str(java(spark, "org.apache.iceberg.PartitionSpecParser").toJson(iceberg.spec())))
     properties = iceberg.properties()
     location = str(properties.get("write.data.path") or f"{str(iceberg.location()).rstrip('/')}/data")
+    columns = {int(f["id"]): str(f["name"]) for f in schema["fields"]}
     return FileTarget(
         table=table,
         data_location=location.rstrip("/"),
-        spec_id=int(spec.specId()),
-        fields=tuple((str(f.name()), int(f.fieldId()), str(f.type())) for f in schema.columns()),
+        spec_id=int(spec["spec-id"]),
+        fields=tuple((columns[int(f["id"])], int(f["id"]), _type_name(f["type"])) for f in schema["fields"]),
         partition=tuple(
-            (str(f.name()), str(schema.findColumnName(f.sourceId())), str(f.transform()))
-            for f in spec.fields()
+            (str(f["name"]), _source(iceberg, columns, f), str(f["transform"])) for f in spec["fields"]
         ),
-        compression=parquet_compression(properties),
+        compression=parquet_compression(
+            {"write.parquet.compression-codec": properties.get("write.parquet.compression-codec")}
+        ),
     )
+
+
+def _type_name(json_type: Any) -> str:
+    """A column's Iceberg type as ``Type.toString()`` names it (primitives: their JSON name)."""
+    return json_type if isinstance(json_type, str) else str(json_type.get("type"))
+
+
+def _source(iceberg: Any, columns: Mapping[int, str], field: Mapping[str, Any]) -> str:
+    """A partition field's source column (a nested one by its dotted name, asked of the JVM)."""
+    source = int(field["source-id"])
+    return columns.get(source) or str(iceberg.schema().findColumnName(source))
 
 
 Put = Callable[[str, bytes], None]
@@ -232,16 +255,15 @@ def replace_files(
     wanted = set(keys)
     if not wanted or len(wanted) > _MAX_KEYS:
         return None
-    jvm = jvm_of(spark)
     iceberg = load_table(spark, target.table)
     field = iceberg.schema().findField("_source_key")
     if field is None:
         return None
     field_id = field.fieldId()
-    values = jvm.java.util.ArrayList()
+    values = java(spark, "java.util.ArrayList")()
     for key in sorted(wanted):
         values.add(key)
-    condition = getattr(jvm.org.apache.iceberg.expressions.Expressions, "in")("_source_key", values)
+    condition = getattr(java(spark, _EXPRESSIONS), "in")("_source_key", values)
     snapshot = iceberg.currentSnapshot()
     old = []
     tasks = iceberg.newScan().filter(condition).includeColumnStats().planFiles()
@@ -249,18 +271,18 @@ def replace_files(
         found = tasks.iterator()
         while found.hasNext():
             data_file = found.next().file()
-            if _owner(jvm, data_file, field, field_id) not in wanted:
+            if _owner(spark, data_file, field, field_id) not in wanted:
                 return None
             old.append(data_file)
     finally:
         tasks.close()
     spec = iceberg.specs().get(target.spec_id)
-    metrics_config = jvm.org.apache.iceberg.MetricsConfig.forTable(iceberg)
+    metrics_config = java(spark, "org.apache.iceberg.MetricsConfig").forTable(iceberg)
     overwrite = iceberg.newOverwrite()
     for data_file in old:
         overwrite.deleteFile(data_file)
     for written in files:
-        overwrite.addFile(_data_file(jvm, iceberg, spec, written, metrics_config))
+        overwrite.addFile(_data_file(spark, iceberg, spec, written, metrics_config))
     if snapshot is not None:
         overwrite.validateFromSnapshot(snapshot.snapshotId())
     overwrite.conflictDetectionFilter(condition).validateNoConflictingData().validateNoConflictingDeletes()
@@ -272,7 +294,7 @@ def replace_files(
     return _committed(iceberg, properties)
 
 
-def _owner(jvm: Any, data_file: Any, field: Any, field_id: int) -> str | None:
+def _owner(spark: SparkSession, data_file: Any, field: Any, field_id: int) -> str | None:
     """The one ``_source_key`` a data file holds, from its exact bounds; None when it may hold more."""
     lower, upper, nulls = data_file.lowerBounds(), data_file.upperBounds(), data_file.nullValueCounts()
     if lower is None or upper is None:
@@ -282,7 +304,7 @@ def _owner(jvm: Any, data_file: Any, field: Any, field_id: int) -> str | None:
         return None
     if nulls is None or nulls.get(field_id) is None or int(nulls.get(field_id)) != 0:
         return None
-    return str(jvm.org.apache.iceberg.types.Conversions.fromByteBuffer(field.type(), low))
+    return str(java(spark, "org.apache.iceberg.types.Conversions").fromByteBuffer(field.type(), low))
 
 
 def parquet_footer(data: bytes) -> bytes:
@@ -300,7 +322,12 @@ def parquet_footer(data: bytes) -> bytes:
 
 
 def commit_files(
-    spark: SparkSession, target: FileTarget, files: Sequence[WrittenFile], properties: Mapping[str, str]
+    spark: SparkSession,
+    target: FileTarget,
+    files: Sequence[WrittenFile],
+    properties: Mapping[str, str],
+    *,
+    loaded: Any | None = None,
 ) -> BatchSnapshot:
     """Commit written data files to ``target``'s table in one ``FastAppend`` (metadata only).
 
@@ -313,17 +340,18 @@ def commit_files(
         target: What the files were written for.
         files: The files.
         properties: Snapshot summary properties (e.g. the batch id).
+        loaded: The table, just loaded through Iceberg's Java API by the caller (saves a
+            catalog load; the commit refreshes it should another commit come in between).
 
     Returns:
         The snapshot committed (read from the committed metadata: no second load).
     """
-    jvm = jvm_of(spark)
-    iceberg = load_table(spark, target.table)
+    iceberg = load_table(spark, target.table) if loaded is None else loaded
     spec = iceberg.specs().get(target.spec_id)
-    metrics_config = jvm.org.apache.iceberg.MetricsConfig.forTable(iceberg)
+    metrics_config = java(spark, "org.apache.iceberg.MetricsConfig").forTable(iceberg)
     append = iceberg.newFastAppend()
     for written in files:
-        append.appendFile(_data_file(jvm, iceberg, spec, written, metrics_config))
+        append.appendFile(_data_file(spark, iceberg, spec, written, metrics_config))
     for key, value in properties.items():
         append.set(key, value)
     append.commit()
@@ -331,12 +359,14 @@ def commit_files(
     return _committed(iceberg, properties)
 
 
-def _data_file(jvm: Any, iceberg: Any, spec: Any, written: WrittenFile, metrics_config: Any) -> Any:
+def _data_file(
+    spark: SparkSession, iceberg: Any, spec: Any, written: WrittenFile, metrics_config: Any
+) -> Any:
     """Iceberg's ``DataFile`` of one written file (its metrics from the footer)."""
-    builder = jvm.org.apache.iceberg.DataFiles.builder(spec).withFormat("PARQUET")
+    builder = java(spark, "org.apache.iceberg.DataFiles").builder(spec).withFormat("PARQUET")
     if written.partition is not None:
         builder = builder.withPartitionValues(list(written.partition))
-    metrics = _metrics(jvm, iceberg, written, metrics_config)
+    metrics = _metrics(spark, iceberg, written, metrics_config)
     return builder.withPath(written.path).withFileSizeInBytes(written.size).withMetrics(metrics).build()
 
 
@@ -353,16 +383,16 @@ def _committed(iceberg: Any, properties: Mapping[str, str]) -> BatchSnapshot:
     return BatchSnapshot(int(snapshot.snapshotId()), int(snapshot.summary().get("added-records") or 0))
 
 
-def _metrics(jvm: Any, iceberg: Any, written: WrittenFile, metrics_config: Any) -> Any:
+def _metrics(spark: SparkSession, iceberg: Any, written: WrittenFile, metrics_config: Any) -> Any:
     """Iceberg's ``Metrics`` of one written file: from its footer bytes, else from the file."""
-    util = jvm.org.apache.iceberg.parquet.ParquetUtil
+    util = java(spark, "org.apache.iceberg.parquet.ParquetUtil")
     if written.footer is None:
         return util.fileMetrics(iceberg.io().newInputFile(written.path), metrics_config)
-    converter = jvm.org.apache.iceberg.shaded.org.apache.parquet.format.converter.ParquetMetadataConverter
+    converter = java(spark, _FOOTER_CONVERTER)
     footer = converter().readParquetMetadata(
-        jvm.java.io.ByteArrayInputStream(written.footer), converter.NO_FILTER
+        java(spark, "java.io.ByteArrayInputStream")(written.footer), converter.NO_FILTER
     )
-    return util.footerMetrics(footer, jvm.java.util.stream.Stream.empty(), metrics_config)
+    return util.footerMetrics(footer, java(spark, "java.util.stream.Stream").empty(), metrics_config)
 
 
 def append_arrow(
@@ -387,7 +417,7 @@ def append_arrow(
             transform this module does not compute.
     """
     iceberg = load_table(spark, table)
-    target = _target(iceberg, table)
+    target = _target(spark, iceberg, table)
 
     def put(path: str, data: bytes) -> None:
         if path.startswith("file:"):
@@ -395,7 +425,7 @@ def append_arrow(
         else:
             write_via_file_io(iceberg, path, data)
 
-    return commit_files(spark, target, write_data_files(rows, target, put), properties)
+    return commit_files(spark, target, write_data_files(rows, target, put), properties, loaded=iceberg)
 
 
 def append_tuples(
@@ -406,8 +436,7 @@ def append_tuples(
     Raises:
         ValueError: A row's length is not the table's, or a column has a type no contract declares.
     """
-    iceberg = load_table(spark, table)
-    target = _target(iceberg, table)
+    target = target_of(spark, table)
     if any(len(row) != len(target.fields) for row in rows):
         raise ValueError(f"{table}: rows must have the table's {len(target.fields)} columns")
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in target.fields]
@@ -427,8 +456,7 @@ def holds_rows_matching(spark: SparkSession, table: str, equal: Mapping[str, Any
     is never read. True when some file may hold such a row (a conservative answer), False
     when none can.
     """
-    jvm = jvm_of(spark)
-    expressions = jvm.org.apache.iceberg.expressions.Expressions
+    expressions = java(spark, _EXPRESSIONS)
     condition = expressions.alwaysTrue()
     for column, value in equal.items():
         condition = getattr(expressions, "and")(condition, expressions.equal(column, value))

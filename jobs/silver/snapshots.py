@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from py4j.java_gateway import JavaClass
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -34,9 +36,21 @@ def jvm_of(spark: SparkSession) -> Any:
     return jvm
 
 
+def java(spark: SparkSession, name: str) -> Any:
+    """A Java class by its full name, e.g. ``java(spark, "java.util.ArrayList")()`` (py4j).
+
+    ``spark._jvm.org.apache.iceberg.DataFiles`` asks the JVM about each dotted prefix in
+    turn, and every prefix that is not a class is searched for in every jar on the class
+    path: 1.5 ms per name here, against 0.1 ms for a class named in full. A commit names
+    about ten.
+    """
+    return JavaClass(name, jvm_of(spark)._gateway_client)
+
+
 def load_table(spark: SparkSession, table: str) -> Any:
     """The Iceberg ``Table`` behind a Spark table name, refreshed to its newest metadata (py4j)."""
-    iceberg = jvm_of(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, table)
+    spark3 = java(spark, "org.apache.iceberg.spark.Spark3Util")
+    iceberg = spark3.loadIcebergTable(spark._jsparkSession, table)
     iceberg.refresh()
     return iceberg
 
@@ -73,17 +87,38 @@ def find_batch_snapshot(
 def batch_snapshot_in(
     iceberg: Any, *, batch_id: int | str, query_id: str, depth: int = SNAPSHOT_SEARCH_DEPTH
 ) -> BatchSnapshot | None:
-    """:func:`find_batch_snapshot` in an Iceberg ``Table`` already loaded (Java API)."""
+    """:func:`find_batch_snapshot` in an Iceberg ``Table`` already loaded (Java API).
+
+    The walk stops early at a snapshot of an earlier micro-batch of the same query: a
+    query's batches run one after the other, each replayed only before the next starts,
+    so nothing of a later batch lies below an earlier one. Usually the table's current
+    snapshot is the query's previous batch, and one snapshot is read instead of ``depth``
+    (each costs a few py4j round trips). Retry passes (negative ids) are not ordered:
+    their search, and a search past their snapshots, goes on to ``depth``.
+    """
+    ours = int(batch_id)
     snapshot = iceberg.currentSnapshot()
     for _ in range(depth):
         if snapshot is None:
             return None
         summary = snapshot.summary()
-        if summary.get(SNAPSHOT_QUERY_ID) == query_id and summary.get(SNAPSHOT_BATCH_ID) == str(batch_id):
-            return BatchSnapshot(int(snapshot.snapshotId()), int(summary.get("added-records") or 0))
+        if summary.get(SNAPSHOT_QUERY_ID) == query_id:
+            theirs = _batch_id_of(summary.get(SNAPSHOT_BATCH_ID))
+            if theirs == ours:
+                return BatchSnapshot(int(snapshot.snapshotId()), int(summary.get("added-records") or 0))
+            if theirs is not None and 0 <= theirs < ours:
+                return None
         parent = snapshot.parentId()
         snapshot = iceberg.snapshot(parent) if parent is not None else None
     return None
+
+
+def _batch_id_of(value: str | None) -> int | None:
+    """A snapshot's ``silverline.batch-id`` as a number (None when absent or not a number)."""
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
 class _JavaCallable:
@@ -120,13 +155,12 @@ def with_commit_properties(spark: SparkSession, properties: Mapping[str, str], a
     Returns:
         What ``action`` returned.
     """
-    jvm = jvm_of(spark)
-    java_map = jvm.java.util.HashMap()
+    java_map = java(spark, "java.util.HashMap")()
     for key, value in properties.items():
         java_map.put(key, value)
     callable_ = _JavaCallable(action)
-    jvm.org.apache.iceberg.spark.CommitMetadata.withCommitProperties(
-        java_map, callable_, jvm.java.lang.Class.forName("java.lang.RuntimeException")
+    java(spark, "org.apache.iceberg.spark.CommitMetadata").withCommitProperties(
+        java_map, callable_, java(spark, "java.lang.Class").forName("java.lang.RuntimeException")
     )
     if callable_.error is not None:
         raise callable_.error

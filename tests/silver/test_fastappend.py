@@ -321,6 +321,39 @@ def test_only_supported_contracts_take_the_fast_path_and_changes_hold_one_kind_o
         parquet_compression({codec: "no-such-codec"})
 
 
+def test_a_tables_target_is_what_icebergs_own_objects_say(spark: Any) -> None:
+    # target_of reads the schema and spec as Iceberg's JSON; the field-by-field Java calls are
+    # the reference. An evolved spec (id 1), a nested source column, bucket and truncate
+    # transforms, a data path and codec set as properties.
+    name = silver_table_name("silverline", BUCKET, "fast-target", "orders")
+    spark.sql(
+        f"CREATE TABLE {name} (order_id bigint, amount decimal(12,2), order_ts timestamp, "
+        "customer string, day date, address struct<city: string, zip: int>) USING iceberg "
+        "PARTITIONED BY (days(order_ts), bucket(4, customer)) TBLPROPERTIES ("
+        "'write.data.path'='file:///elsewhere/data/', 'write.parquet.compression-codec'='snappy')"
+    )
+    spark.sql(f"ALTER TABLE {name} ADD PARTITION FIELD truncate(3, customer)")
+    spark.sql(f"ALTER TABLE {name} ADD PARTITION FIELD address.city")
+
+    target = target_of(spark, name)
+
+    iceberg = jvm_of(spark).org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, name)
+    schema, spec = iceberg.schema(), iceberg.spec()
+    java_fields = tuple((str(f.name()), int(f.fieldId()), str(f.type())) for f in schema.columns())
+    assert target.fields == (*java_fields[:5], ("address", 6, "struct"))  # a nested type: its kind
+    assert target.partition == tuple(
+        (str(f.name()), str(schema.findColumnName(f.sourceId())), str(f.transform())) for f in spec.fields()
+    )
+    assert target.partition[2:] == (("customer_trunc_3", "customer", "truncate[3]"),
+                                    ("address.city", "address.city", "identity"))  # fmt: skip
+    assert target.fields[1] == ("amount", 2, "decimal(12, 2)")
+    assert (target.spec_id, target.data_location, target.compression) == (
+        2,
+        "file:///elsewhere/data",
+        "snappy",
+    )
+
+
 def test_the_table_file_io_writes_what_it_is_given(spark: Any, tmp_path: Path) -> None:
     name = silver_table_name("silverline", BUCKET, "fast-io", "orders")
     spark.sql(f"CREATE TABLE {name} (x int) USING iceberg")
