@@ -49,6 +49,7 @@ from jobs.silver.snapshots import (
     batch_snapshot_in,
     java,
     load_table,
+    static,
 )
 
 if TYPE_CHECKING:
@@ -145,8 +146,8 @@ def target_of(spark: SparkSession, table: str) -> FileTarget:
 
 
 def _target(spark: SparkSession, iceberg: Any, table: str) -> FileTarget:
-    schema = json.loads(str(java(spark, "org.apache.iceberg.SchemaParser").toJson(iceberg.schema())))
-    spec = json.loads(str(java(spark, "org.apache.iceberg.PartitionSpecParser").toJson(iceberg.spec())))
+    schema = json.loads(str(static(spark, "org.apache.iceberg.SchemaParser.toJson")(iceberg.schema())))
+    spec = json.loads(str(static(spark, "org.apache.iceberg.PartitionSpecParser.toJson")(iceberg.spec())))
     properties = iceberg.properties()
     location = str(properties.get("write.data.path") or f"{str(iceberg.location()).rstrip('/')}/data")
     columns = {int(f["id"]): str(f["name"]) for f in schema["fields"]}
@@ -277,12 +278,12 @@ def replace_files(
     finally:
         tasks.close()
     spec = iceberg.specs().get(target.spec_id)
-    metrics_config = java(spark, "org.apache.iceberg.MetricsConfig").forTable(iceberg)
+    metrics = _Metrics(spark, iceberg)
     overwrite = iceberg.newOverwrite()
     for data_file in old:
         overwrite.deleteFile(data_file)
     for written in files:
-        overwrite.addFile(_data_file(spark, iceberg, spec, written, metrics_config))
+        overwrite.addFile(_data_file(spark, spec, written, metrics))
     if snapshot is not None:
         overwrite.validateFromSnapshot(snapshot.snapshotId())
     overwrite.conflictDetectionFilter(condition).validateNoConflictingData().validateNoConflictingDeletes()
@@ -348,10 +349,10 @@ def commit_files(
     """
     iceberg = load_table(spark, target.table) if loaded is None else loaded
     spec = iceberg.specs().get(target.spec_id)
-    metrics_config = java(spark, "org.apache.iceberg.MetricsConfig").forTable(iceberg)
+    metrics = _Metrics(spark, iceberg)
     append = iceberg.newFastAppend()
     for written in files:
-        append.appendFile(_data_file(spark, iceberg, spec, written, metrics_config))
+        append.appendFile(_data_file(spark, spec, written, metrics))
     for key, value in properties.items():
         append.set(key, value)
     append.commit()
@@ -359,15 +360,13 @@ def commit_files(
     return _committed(iceberg, properties)
 
 
-def _data_file(
-    spark: SparkSession, iceberg: Any, spec: Any, written: WrittenFile, metrics_config: Any
-) -> Any:
+def _data_file(spark: SparkSession, spec: Any, written: WrittenFile, metrics: _Metrics) -> Any:
     """Iceberg's ``DataFile`` of one written file (its metrics from the footer)."""
-    builder = java(spark, "org.apache.iceberg.DataFiles").builder(spec).withFormat("PARQUET")
+    builder = static(spark, "org.apache.iceberg.DataFiles.builder")(spec).withFormat("PARQUET")
     if written.partition is not None:
         builder = builder.withPartitionValues(list(written.partition))
-    metrics = _metrics(spark, iceberg, written, metrics_config)
-    return builder.withPath(written.path).withFileSizeInBytes(written.size).withMetrics(metrics).build()
+    of_file = metrics.of(written)
+    return builder.withPath(written.path).withFileSizeInBytes(written.size).withMetrics(of_file).build()
 
 
 def _committed(iceberg: Any, properties: Mapping[str, str]) -> BatchSnapshot:
@@ -383,16 +382,35 @@ def _committed(iceberg: Any, properties: Mapping[str, str]) -> BatchSnapshot:
     return BatchSnapshot(int(snapshot.snapshotId()), int(snapshot.summary().get("added-records") or 0))
 
 
-def _metrics(spark: SparkSession, iceberg: Any, written: WrittenFile, metrics_config: Any) -> Any:
-    """Iceberg's ``Metrics`` of one written file: from its footer bytes, else from the file."""
-    util = java(spark, "org.apache.iceberg.parquet.ParquetUtil")
-    if written.footer is None:
-        return util.fileMetrics(iceberg.io().newInputFile(written.path), metrics_config)
-    converter = java(spark, _FOOTER_CONVERTER)
-    footer = converter().readParquetMetadata(
-        java(spark, "java.io.ByteArrayInputStream")(written.footer), converter.NO_FILTER
-    )
-    return util.footerMetrics(footer, java(spark, "java.util.stream.Stream").empty(), metrics_config)
+class _Metrics:
+    """Iceberg's ``Metrics`` of written files, under one table's ``MetricsConfig`` (one commit's).
+
+    From each file's footer bytes, else from the file. The footer reader is made once and
+    the static methods are called by name: each file costs the JVM round trips of its own
+    data and no lookups (a commit's files are its per-file cost).
+    """
+
+    def __init__(self, spark: SparkSession, iceberg: Any) -> None:
+        self._spark, self._iceberg = spark, iceberg
+        self._config = static(spark, "org.apache.iceberg.MetricsConfig.forTable")(iceberg)
+        self._reader: tuple[Any, Any] | None = None  # the footer converter and its NO_FILTER
+
+    def of(self, written: WrittenFile) -> Any:
+        """The metrics of one written file."""
+        spark = self._spark
+        if written.footer is None:
+            read = static(spark, "org.apache.iceberg.parquet.ParquetUtil.fileMetrics")
+            return read(self._iceberg.io().newInputFile(written.path), self._config)
+        if self._reader is None:
+            converter = java(spark, _FOOTER_CONVERTER)
+            self._reader = (converter(), converter.NO_FILTER)
+        reader, no_filter = self._reader
+        stream = java(spark, "java.io.ByteArrayInputStream")(written.footer)
+        footer = reader.readParquetMetadata(stream, no_filter)
+        no_column_metrics = static(spark, "java.util.stream.Stream.empty")()
+        return static(spark, "org.apache.iceberg.parquet.ParquetUtil.footerMetrics")(
+            footer, no_column_metrics, self._config
+        )
 
 
 def append_arrow(

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from py4j.java_gateway import JavaClass
+from py4j.java_gateway import JavaClass, JavaMember
+from py4j.protocol import STATIC_PREFIX
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -47,10 +48,20 @@ def java(spark: SparkSession, name: str) -> Any:
     return JavaClass(name, jvm_of(spark)._gateway_client)
 
 
+def static(spark: SparkSession, method: str) -> Any:
+    """A static Java method by its full name, e.g. ``static(spark, "java.util.Objects.hash")(1)``.
+
+    Nothing is asked of the JVM until it is called: ``java(spark, cls).method`` first asks
+    whether ``method`` is a field, a method or a class (a round trip).
+    """
+    cls, _, name = method.rpartition(".")
+    return JavaMember(name, None, STATIC_PREFIX + cls, jvm_of(spark)._gateway_client)
+
+
 def load_table(spark: SparkSession, table: str) -> Any:
     """The Iceberg ``Table`` behind a Spark table name, refreshed to its newest metadata (py4j)."""
-    spark3 = java(spark, "org.apache.iceberg.spark.Spark3Util")
-    iceberg = spark3.loadIcebergTable(spark._jsparkSession, table)
+    load = static(spark, "org.apache.iceberg.spark.Spark3Util.loadIcebergTable")
+    iceberg = load(spark._jsparkSession, table)
     iceberg.refresh()
     return iceberg
 
