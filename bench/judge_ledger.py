@@ -10,9 +10,14 @@ objects the ledger knows (a newer sequencer: applied), half for new objects.
 
     .venv/bin/python bench/judge_ledger.py --sizes 0 1000000 10000000 --events 2000
 
+Then the ledger update of the batch's known objects (each gets a newer state), both
+ways side by side, alternating: the MERGE that only matches (the job's way: the batch's
+rows broadcast against the ledger) and the upsert MERGE (an outer join that shuffles
+the ledger; the job's way before, and still its intent recovery's).
+
 Writes bench/results/judge_ledger.json: per ledger size the judge's median seconds,
-its ratio to the empty ledger, the files the ledger scan read, and the ledger's
-size on disk.
+its ratio to the empty ledger, the files the ledger scan read, the ledger's size on
+disk, and the two updates' median seconds.
 """
 
 from __future__ import annotations
@@ -104,6 +109,31 @@ def judge_once(spark: Any, events: Any, ledger_table: str, parked_table: str) ->
     return seconds, verdicts
 
 
+def update_rows(events: Any, known: int) -> list[tuple[Any, ...]]:
+    """Ledger rows giving the batch's known objects a newer state (every one of them)."""
+    from jobs.stream.intents import LEDGER_FIELDS
+
+    now = dt.datetime(2026, 2, 1)
+    rows = []
+    for event in events.collect():
+        index = int(event["key"].rsplit("/", 1)[1].removesuffix(".csv"))
+        if index >= known:  # a new object: appended, the same both ways
+            continue
+        values = {**event.asDict(), "state": "live", "batch_id": 2, "updated_at": now}
+        rows.append(tuple(values[name] for name in LEDGER_FIELDS))
+    return rows
+
+
+def update_once(spark: Any, table: str, rows: list[tuple[Any, ...]], *, upsert: bool) -> float:
+    """Seconds of one ledger update of ``rows`` (all known): matching MERGE, or the upsert."""
+    from jobs.stream import ledger
+
+    known = None if upsert else {(row[0], row[1]) for row in rows}
+    started = time.perf_counter()
+    ledger.update_ledger(spark, table, rows, known=known)
+    return time.perf_counter() - started
+
+
 def ledger_files(spark: Any, table: str) -> tuple[int, int]:
     row = spark.sql(
         f"SELECT count(*) AS n, coalesce(sum(file_size_in_bytes), 0) AS b FROM {table}.files"
@@ -156,6 +186,23 @@ def main() -> None:
                     warm[size] = seconds
                 else:
                     times[size].append(seconds)
+        updates: dict[int, dict[str, list[float]]] = {}
+        rows = update_rows(events, known)
+        for size in [s for s in args.sizes if s]:
+            updates[size] = {"matching": [], "upsert": []}
+            for run in range(args.runs + 1):
+                for way in ("matching", "upsert"):
+                    seconds = update_once(spark, tables[size], rows, upsert=way == "upsert")
+                    if run:
+                        updates[size][way].append(seconds)
+            print(f"ledger of {size:,}: update of {len(rows)} known objects {updates[size]}", flush=True)
+        update_figures = {
+            size: {
+                "update_known_objects": len(rows),
+                **{f"update_{way}_median_seconds": round(statistics.median(t), 3) for way, t in ways.items()},
+            }
+            for size, ways in updates.items()
+        }
         empty = statistics.median(times[args.sizes[0]])
         result: dict[str, Any] = {
             "command": kit.command_line(),
@@ -174,6 +221,7 @@ def main() -> None:
                     "judge_runs": [round(t, 3) for t in times[size]],
                     "ratio_to_first": round(statistics.median(times[size]) / empty, 2),
                     "verdicts": verdicts[size],
+                    **update_figures.get(size, {}),
                 }
                 for size in args.sizes
             ],

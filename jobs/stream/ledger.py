@@ -14,7 +14,7 @@ the later event time (R4).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
@@ -109,7 +109,11 @@ def with_ledger_verdict(ranked_df: DataFrame, ledger_df: DataFrame) -> DataFrame
         if column not in winners.columns:
             winners = winners.withColumn(column, F.lit(None).cast("string"))
     directed = F.col("directive").isNotNull()
-    return winners.join(ledger, ["bucket", "key"], "left").withColumn(
+    # The ledger holds every object: it is streamed past the batch's broadcast keys once, and
+    # only its rows of this batch's objects meet the winners (no shuffle or sort of the ledger).
+    keys = F.broadcast(winners.select("bucket", "key"))
+    known = ledger.join(keys, ["bucket", "key"], "left_semi")
+    return winners.join(known, ["bucket", "key"], "left").withColumn(
         "verdict",
         F.when(directed & F.col("_l_event_id").eqNullSafe(F.col("expect_event_id")), APPLY)
         .when(F.col("_l_event_id") == F.col("event_id"), DUPLICATE)
@@ -179,28 +183,52 @@ def judge_events(events_df: DataFrame, ledger_df: DataFrame, parked_df: DataFram
 
 
 def update_ledger(
-    spark: SparkSession, ledger_table: str, rows: Sequence[tuple[Any, ...]], *, all_new: bool = False
+    spark: SparkSession,
+    ledger_table: str,
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    known: Collection[tuple[str, str]] | None = None,
 ) -> None:
-    """Upsert the applied objects' new state into the ledger in one commit.
+    """Upsert the applied objects' new state into the ledger.
 
     Args:
         spark: The session.
         ledger_table: Fully qualified ledger table.
         rows: One row per object, the ledger's columns in table order
             (:data:`jobs.stream.intents.LEDGER_FIELDS`).
-        all_new: No object has a ledger row yet: a metadata-only append of the rows
-            (:mod:`jobs.silver.fastappend`: no scan, no Spark job) instead of a MERGE.
+        known: The (bucket, key) of the objects the ledger already holds a row for, as the
+            judge read them in this batch (the job is the ledger's only writer). Their rows
+            are updated by a MERGE that only matches: an inner join, the batch's few rows
+            broadcast against the ledger. The other objects' rows are appended metadata-only
+            (:mod:`jobs.silver.fastappend`: no scan, no Spark job). Two commits: a crash
+            between them is mended by the next batch's intent recovery, which upserts.
+            None: any object may have a row; one MERGE upserts them all (its outer join
+            shuffles the whole ledger).
     """
-    if all_new:
-        columns = {name: [row[i] for row in rows] for i, name in enumerate(LEDGER_FIELDS)}
+    if known is None:
+        _merge_into_ledger(spark, ledger_table, rows, insert=True)
+        return
+    bucket, key = LEDGER_FIELDS.index("bucket"), LEDGER_FIELDS.index("key")
+    updated = [row for row in rows if (row[bucket], row[key]) in known]
+    added = [row for row in rows if (row[bucket], row[key]) not in known]
+    if updated:
+        _merge_into_ledger(spark, ledger_table, updated, insert=False)
+    if added:
+        columns = {name: [row[i] for row in added] for i, name in enumerate(LEDGER_FIELDS)}
         table = pa.table(columns)
         retry_on_conflict(lambda: append_arrow(spark, ledger_table, table, {}), ledger_table)
-        return
+
+
+def _merge_into_ledger(
+    spark: SparkSession, ledger_table: str, rows: Sequence[tuple[Any, ...]], *, insert: bool
+) -> None:
+    """One MERGE of ``rows`` by (bucket, key); ``insert``: rows it does not match are added."""
     updates_df = spark.createDataFrame(list(rows), schema=spark.table(ledger_table).schema)
     view = "_silverline_ledger_updates"
     updates_df.createOrReplaceTempView(view)
     statement = f"""MERGE INTO {ledger_table} l USING {view} u
             ON l.bucket = u.bucket AND l.key = u.key
-            WHEN MATCHED THEN UPDATE SET *
-            WHEN NOT MATCHED THEN INSERT *"""
+            WHEN MATCHED THEN UPDATE SET *"""
+    if insert:
+        statement += "\n            WHEN NOT MATCHED THEN INSERT *"
     retry_on_conflict(lambda: spark.sql(statement), ledger_table)

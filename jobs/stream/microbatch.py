@@ -10,7 +10,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -286,10 +286,12 @@ class BatchWriter:
             self._write_ledger(rows)
         self.intents.forget(names)
 
-    def _write_ledger(self, rows: Sequence[tuple[Any, ...]], *, all_new: bool = False) -> None:
-        """Upsert ledger rows (``all_new``: no object has one yet, so an append)."""
+    def _write_ledger(
+        self, rows: Sequence[tuple[Any, ...]], *, known: Collection[tuple[str, str]] | None = None
+    ) -> None:
+        """Upsert ledger rows (``known``: the objects that have one, :func:`ledger.update_ledger`)."""
         ledger_table = ops_table(self.config, "ledger")
-        ledger.update_ledger(self.spark, ledger_table, rows, all_new=all_new)
+        ledger.update_ledger(self.spark, ledger_table, rows, known=known)
 
     def _released_tenants(self) -> list[str]:
         """Active tenants with held events: those events re-enter in this batch."""
@@ -405,7 +407,8 @@ class BatchWriter:
             return
         now = datetime.now(UTC)
         rows = [_ledger_row(row, state, batch_id, now) for row, state in done]
-        self._write_ledger(rows, all_new=all(row["_l_event_id"] is None for row, _ in done))
+        known = {(row["bucket"], row["key"]) for row, _ in done if row["_l_event_id"] is not None}
+        self._write_ledger(rows, known=known)
 
     @staticmethod
     def _note_lags(items: Sequence[tuple[Row, str]], counts: BatchCounts) -> None:

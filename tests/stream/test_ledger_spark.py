@@ -196,3 +196,32 @@ def test_one_ordering_rule_whatever_the_batch_boundaries(spark: Any) -> None:
     later = ("b", "k", None, T + dt.timedelta(seconds=1), "later")
     assert winner_after(spark, [[earlier], [later]]) == winner_after(spark, [[later], [earlier]]) == "later"
     assert winner_after(spark, [[earlier, later]]) == "later"
+
+
+def test_the_ledger_update_merges_known_objects_and_appends_new_ones(spark: Any) -> None:
+    from jobs.stream.intents import LEDGER_FIELDS
+    from jobs.stream.ledger import update_ledger
+    from jobs.stream.ops import TABLES
+
+    table = "silverline.ledger_update.ledger"
+    spark.sql(
+        f"CREATE TABLE {table} ({TABLES['ledger']}) USING iceberg "
+        "TBLPROPERTIES ('format-version'='2', 'write.merge.mode'='merge-on-read')"
+    )
+
+    def row(key: str, state: str, event_id: str, batch: int) -> tuple[Any, ...]:
+        values = {"bucket": "b", "key": key, "tenant": "t", "dataset": "orders", "state": state,
+                  "sequencer": seq(batch), "event_time": T, "event_id": event_id, "etag": "e",
+                  "version_id": None, "batch_id": batch, "updated_at": T}  # fmt: skip
+        return tuple(values[name] for name in LEDGER_FIELDS)
+
+    update_ledger(spark, table, [row("a", "live", "a1", 1), row("b", "live", "b1", 1)], known=())
+    update_ledger(spark, table, [row("a", "deleted", "a2", 2), row("c", "live", "c2", 2)], known={("b", "a")})
+    operations = [r["operation"] for r in spark.sql(f"SELECT operation FROM {table}.snapshots").collect()]
+    # The first update only appended; the second merged a's row, then appended c's.
+    assert operations == ["append", "overwrite", "append"]
+    # The intent recovery's upsert (nothing said known) leaves each object once.
+    update_ledger(spark, table, [row("c", "live", "c2", 2), row("d", "live", "d3", 3)])
+    state = {r["key"]: (r["state"], r["event_id"]) for r in spark.table(table).collect()}
+    assert spark.table(table).count() == 4
+    assert state == {"a": ("deleted", "a2"), "b": ("live", "b1"), "c": ("live", "c2"), "d": ("live", "d3")}
