@@ -390,9 +390,9 @@ class _Metrics:
     data and no lookups (a commit's files are its per-file cost).
     """
 
-    def __init__(self, spark: SparkSession, iceberg: Any) -> None:
+    def __init__(self, spark: SparkSession, iceberg: Any, *, config: str = "forTable") -> None:
         self._spark, self._iceberg = spark, iceberg
-        self._config = static(spark, "org.apache.iceberg.MetricsConfig.forTable")(iceberg)
+        self._config = static(spark, f"org.apache.iceberg.MetricsConfig.{config}")(iceberg)
         self._reader: tuple[Any, Any] | None = None  # the footer converter and its NO_FILTER
 
     def of(self, written: WrittenFile) -> Any:
@@ -436,6 +436,12 @@ def append_arrow(
     """
     iceberg = load_table(spark, table)
     target = _target(spark, iceberg, table)
+    files = write_data_files(rows, target, _putter(iceberg))
+    return commit_files(spark, target, files, properties, loaded=iceberg)
+
+
+def _putter(iceberg: Any) -> Put:
+    """Writes files of this table from the driver: local paths directly, others through its FileIO."""
 
     def put(path: str, data: bytes) -> None:
         if path.startswith("file:"):
@@ -443,7 +449,102 @@ def append_arrow(
         else:
             write_via_file_io(iceberg, path, data)
 
-    return commit_files(spark, target, write_data_files(rows, target, put), properties, loaded=iceberg)
+    return put
+
+
+# Iceberg's reserved field ids of a position delete file's columns (the table spec's).
+_DELETE_FILE_PATH_ID, _DELETE_POS_ID = 2147483546, 2147483545
+_FIELD_ID = "PARQUET:field_id"  # where Parquet keeps a column's Iceberg field id
+
+
+class NothingCommitted(Exception):  # noqa: N818 - it says what happened, not that it went wrong
+    """A write failed before its commit: the table did not change."""
+
+
+def row_delta_arrow(
+    spark: SparkSession,
+    table: str,
+    rows: pa.Table,
+    deletes: Sequence[tuple[str, int]],
+    *,
+    from_snapshot: int | None,
+) -> None:
+    """Add ``rows`` and delete rows by position in one ``RowDelta``: a row-level update, metadata-only.
+
+    For an unpartitioned format-2 table whose rows to replace were located by a read of
+    snapshot ``from_snapshot`` (their data file and position, Iceberg's ``_file`` and
+    ``_pos``): the new rows are written as a data file and the old ones as one position
+    delete file from here, with no Spark job and no scan. The commit is refused (Iceberg's
+    ``ValidationException``) when a data file it deletes from was removed since, e.g.
+    compacted; the caller then updates another way.
+
+    Args:
+        spark: The session.
+        table: The table identifier; the table must exist.
+        rows: The new rows, named like the table's columns.
+        deletes: (data file path, position) of each row to delete.
+        from_snapshot: The snapshot the positions were read from (None: the table was empty).
+
+    Raises:
+        NothingCommitted: The update could not be made ready: the table is partitioned or
+            not of format 2 (version 3 takes deletion vectors), or writing a file failed.
+        Exception: What Iceberg's commit raised.
+    """
+    try:
+        iceberg = load_table(spark, table)
+        target = _target(spark, iceberg, table)
+        version = int(iceberg.operations().current().formatVersion())
+        if target.partition or version != 2:
+            raise ValueError(f"position delete files from here need an unpartitioned v2 table (v{version})")
+        put = _putter(iceberg)
+        spec = iceberg.specs().get(target.spec_id)
+        delta = iceberg.newRowDelta()
+        metrics = _Metrics(spark, iceberg)
+        for written in write_data_files(rows, target, put):
+            delta.addRows(_data_file(spark, spec, written, metrics))
+        if deletes:
+            delta.addDeletes(_position_delete_file(spark, iceberg, spec, target, sorted(set(deletes)), put))
+            referenced = java(spark, "java.util.ArrayList")()
+            for path in sorted({path for path, _ in deletes}):
+                referenced.add(path)
+            delta.validateDataFilesExist(referenced).validateDeletedFiles()
+        if from_snapshot is not None:
+            delta.validateFromSnapshot(from_snapshot)
+    except Exception as exc:
+        raise NothingCommitted(f"{table}: {exc}") from exc
+    delta.commit()
+
+
+def _position_delete_file(
+    spark: SparkSession,
+    iceberg: Any,
+    spec: Any,
+    target: FileTarget,
+    deletes: Sequence[tuple[str, int]],
+    put: Put,
+) -> Any:
+    """Write one position delete file (sorted by path and position) and return its ``DeleteFile``."""
+    path_id, pos_id = {_FIELD_ID: str(_DELETE_FILE_PATH_ID)}, {_FIELD_ID: str(_DELETE_POS_ID)}
+    schema = pa.schema(
+        [
+            pa.field("file_path", pa.string(), nullable=False, metadata=path_id),
+            pa.field("pos", pa.int64(), nullable=False, metadata=pos_id),
+        ]
+    )
+    rows = pa.table([[path for path, _ in deletes], [pos for _, pos in deletes]], schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(rows, sink, compression=target.compression)
+    data = sink.getvalue().to_pybytes()
+    path = f"{target.data_location}/{uuid.uuid4()}-deletes.parquet"
+    put(path, data)
+    written = WrittenFile(path, len(data), rows.num_rows, None, parquet_footer(data))
+    builder = static(spark, "org.apache.iceberg.FileMetadata.deleteFileBuilder")(spec).ofPositionDeletes()
+    builder = builder.withFormat("PARQUET").withPath(path).withFileSizeInBytes(len(data))
+    builder = builder.withMetrics(_Metrics(spark, iceberg, config="forPositionDelete").of(written))
+    referenced = {p for p, _ in deletes}
+    if len(referenced) == 1:  # readers apply it to that data file only
+        builder = builder.withReferencedDataFile(next(iter(referenced)))
+    return builder.withRecordCount(rows.num_rows).build()
 
 
 def append_tuples(
@@ -515,9 +616,7 @@ def _with_field_ids(rows: pa.Table, target: FileTarget) -> pa.Table:
         if name not in by_name:
             raise ValueError(f"table {target.table} has no column {name!r}")
         field_id, kind = by_name[name]
-        fields.append(
-            pa.field(name, arrow_type(kind), nullable=True, metadata={"PARQUET:field_id": str(field_id)})
-        )
+        fields.append(pa.field(name, arrow_type(kind), nullable=True, metadata={_FIELD_ID: str(field_id)}))
     schema = pa.schema(fields)
     return pa.Table.from_arrays(
         [rows[name].cast(field.type) for name, field in zip(rows.column_names, schema, strict=True)],

@@ -14,19 +14,23 @@ the later event time (R4).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
-from jobs.silver.conflicts import retry_on_conflict
-from jobs.silver.fastappend import append_arrow
+from jobs.silver.conflicts import first_line, is_conflict, retry_on_conflict
+from jobs.silver.fastappend import NothingCommitted, append_arrow, row_delta_arrow
 from jobs.stream.intents import LEDGER_FIELDS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
 
 APPLY = "apply"
 DUPLICATE = "duplicate"
@@ -86,16 +90,20 @@ def _is_newer_than_ledger() -> Column:
     return _is_newer_than("_l_")
 
 
-def with_ledger_verdict(ranked_df: DataFrame, ledger_df: DataFrame) -> DataFrame:
+def with_ledger_verdict(ranked_df: DataFrame, ledger_df: DataFrame, *, positions: bool = False) -> DataFrame:
     """Judge each batch winner against the ledger: apply, duplicate or stale.
 
     Args:
         ranked_df: Output of :func:`rank_events_per_object`.
         ledger_df: The ledger table (bucket, key, sequencer, event_time, event_id, ...).
+        positions: Also where each ledger row is, as ``_l_file`` and ``_l_pos`` (Iceberg's
+            ``_file`` and ``_pos``: ``ledger_df`` must read the Iceberg table), for
+            :func:`update_ledger`'s position deletes.
 
     Returns:
         One row per object (the batch winner) with ``verdict`` and the ledger's ``_l_*`` fields.
     """
+    where = [F.col("_file").alias("_l_file"), F.col("_pos").alias("_l_pos")] if positions else []
     ledger = ledger_df.select(
         "bucket",
         "key",
@@ -103,6 +111,7 @@ def with_ledger_verdict(ranked_df: DataFrame, ledger_df: DataFrame) -> DataFrame
         F.col("event_time").alias("_l_event_time"),
         F.col("event_id").alias("_l_event_id"),
         F.col("state").alias("_l_state"),
+        *where,
     )
     winners = ranked_df.filter(F.col("_rank") == 1)
     for column in ("directive", "expect_event_id"):  # plain stream events have neither
@@ -163,19 +172,22 @@ def behind_parked(judged_df: DataFrame, parked_df: DataFrame) -> DataFrame:
     )
 
 
-def judge_events(events_df: DataFrame, ledger_df: DataFrame, parked_df: DataFrame | None = None) -> DataFrame:
+def judge_events(
+    events_df: DataFrame, ledger_df: DataFrame, parked_df: DataFrame | None = None, *, positions: bool = False
+) -> DataFrame:
     """Every event with its verdict: batch losers (stale/duplicate) and judged winners.
 
     Args:
         events_df: The batch's events (bucket, key, sequencer, event_time, event_id, ...).
         ledger_df: The ledger table.
         parked_df: Parked events, whose objects' older events are stale (:func:`behind_parked`).
+        positions: Also where the winners' ledger rows are (:func:`with_ledger_verdict`).
 
     Returns:
         The events with ``verdict`` and the ledger's ``_l_*`` fields (null for losers).
     """
     ranked = rank_events_per_object(events_df)
-    winners = with_ledger_verdict(ranked, ledger_df)
+    winners = with_ledger_verdict(ranked, ledger_df, positions=positions)
     if parked_df is not None:
         winners = behind_parked(winners, parked_df)
     losers = filter_batch_losers(ranked)
@@ -188,6 +200,7 @@ def update_ledger(
     rows: Sequence[tuple[Any, ...]],
     *,
     known: Collection[tuple[str, str]] | None = None,
+    where: Located | None = None,
 ) -> None:
     """Upsert the applied objects' new state into the ledger.
 
@@ -197,13 +210,17 @@ def update_ledger(
         rows: One row per object, the ledger's columns in table order
             (:data:`jobs.stream.intents.LEDGER_FIELDS`).
         known: The (bucket, key) of the objects the ledger already holds a row for, as the
-            judge read them in this batch (the job is the ledger's only writer). Their rows
-            are updated by a MERGE that only matches: an inner join, the batch's few rows
-            broadcast against the ledger. The other objects' rows are appended metadata-only
-            (:mod:`jobs.silver.fastappend`: no scan, no Spark job). Two commits: a crash
-            between them is mended by the next batch's intent recovery, which upserts.
-            None: any object may have a row; one MERGE upserts them all (its outer join
-            shuffles the whole ledger).
+            judge read them in this batch (the job is the ledger's only writer). None: any
+            object may have a row; one MERGE upserts them all (its outer join shuffles the
+            whole ledger). That is the intent recovery's way.
+        where: Where the judge found those rows (:class:`Located`). With it, one
+            ``RowDelta`` deletes them by position and adds every new row: metadata and the
+            batch's own rows only, no read of the ledger
+            (:func:`jobs.silver.fastappend.row_delta_arrow`). Without it, or when a data
+            file was compacted away since the judge read it, the known objects' rows are
+            updated by a MERGE that only matches (an inner join, the batch's rows
+            broadcast against the ledger) and the others appended metadata-only. Two
+            commits: a crash between them is mended by the next batch's intent recovery.
     """
     if known is None:
         _merge_into_ledger(spark, ledger_table, rows, insert=True)
@@ -211,12 +228,36 @@ def update_ledger(
     bucket, key = LEDGER_FIELDS.index("bucket"), LEDGER_FIELDS.index("key")
     updated = [row for row in rows if (row[bucket], row[key]) in known]
     added = [row for row in rows if (row[bucket], row[key]) not in known]
+    if updated and where is not None and all((row[bucket], row[key]) in where.rows for row in updated):
+        deletes = [where.rows[(row[bucket], row[key])] for row in updated]
+        try:
+            row_delta_arrow(spark, ledger_table, _arrow(rows), deletes, from_snapshot=where.snapshot_id)
+            return
+        except NothingCommitted as exc:
+            log.warning("ledger update by position not possible (%s): updating by MERGE", first_line(exc))
+        except Exception as exc:
+            # Refused, so nothing was committed: e.g. a data file compacted away since the
+            # judge read it. Any other error at the commit fails the batch (it is replayed).
+            if not is_conflict(exc) or "CommitStateUnknown" in str(exc):
+                raise
+            log.info("ledger update by position refused (%s): updating by MERGE", first_line(exc))
     if updated:
         _merge_into_ledger(spark, ledger_table, updated, insert=False)
     if added:
-        columns = {name: [row[i] for row in added] for i, name in enumerate(LEDGER_FIELDS)}
-        table = pa.table(columns)
+        table = _arrow(added)
         retry_on_conflict(lambda: append_arrow(spark, ledger_table, table, {}), ledger_table)
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where the judge found ledger rows: (bucket, key) -> (data file, position), and the snapshot read."""
+
+    rows: Mapping[tuple[str, str], tuple[str, int]]
+    snapshot_id: int | None
+
+
+def _arrow(rows: Sequence[tuple[Any, ...]]) -> pa.Table:
+    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(LEDGER_FIELDS)})
 
 
 def _merge_into_ledger(

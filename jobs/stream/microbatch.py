@@ -60,6 +60,7 @@ class BatchWriter:
         self.ops = OpsWriter(spark, config, metrics_sink)
         self.on_batch = on_batch  # e.g. a progress display; called after each batch with data
         self._lock = threading.Lock()  # stream batches and retry passes never overlap
+        self._judged_ledger: int | None = None  # the ledger snapshot the last judge read
         suites = expectations_dir(config.stream.datasets_file)
         self.planner = Planner(spark, config, self.contracts, suites)
         self.gate = gate or TenantGate(None, config.group.name)
@@ -287,11 +288,15 @@ class BatchWriter:
         self.intents.forget(names)
 
     def _write_ledger(
-        self, rows: Sequence[tuple[Any, ...]], *, known: Collection[tuple[str, str]] | None = None
+        self,
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        known: Collection[tuple[str, str]] | None = None,
+        where: ledger.Located | None = None,
     ) -> None:
-        """Upsert ledger rows (``known``: the objects that have one, :func:`ledger.update_ledger`)."""
+        """Upsert ledger rows (``known``, ``where``: what the judge found, :func:`ledger.update_ledger`)."""
         ledger_table = ops_table(self.config, "ledger")
-        ledger.update_ledger(self.spark, ledger_table, rows, known=known)
+        ledger.update_ledger(self.spark, ledger_table, rows, known=known, where=where)
 
     def _released_tenants(self) -> list[str]:
         """Active tenants with held events: those events re-enter in this batch."""
@@ -333,8 +338,13 @@ class BatchWriter:
 
         def judge() -> list[Row]:
             self._forget_cached(*names)
-            ledger_df, parked_df = (self.spark.table(name) for name in names)
-            return ledger.judge_events(events, ledger_df, parked_df).collect()
+            # The ledger read at one snapshot: the rows' positions are that snapshot's.
+            self._judged_ledger = current_snapshot_id(self.spark, names[0])
+            ledger_df = self.spark.table(names[0])
+            if self._judged_ledger is not None:
+                ledger_df = self.spark.read.option("snapshot-id", self._judged_ledger).table(names[0])
+            parked_df = self.spark.table(names[1])
+            return ledger.judge_events(events, ledger_df, parked_df, positions=True).collect()
 
         winners: list[Row] = []
         # A snapshot that maintenance expired while the judge planned from it: plan again.
@@ -407,8 +417,12 @@ class BatchWriter:
             return
         now = datetime.now(UTC)
         rows = [_ledger_row(row, state, batch_id, now) for row, state in done]
-        known = {(row["bucket"], row["key"]) for row, _ in done if row["_l_event_id"] is not None}
-        self._write_ledger(rows, known=known)
+        known = [row for row, _ in done if row["_l_event_id"] is not None]
+        where = ledger.Located(
+            {(row["bucket"], row["key"]): (row["_l_file"], row["_l_pos"]) for row in known if row["_l_file"]},
+            self._judged_ledger,
+        )
+        self._write_ledger(rows, known={(row["bucket"], row["key"]) for row in known}, where=where)
 
     @staticmethod
     def _note_lags(items: Sequence[tuple[Row, str]], counts: BatchCounts) -> None:

@@ -10,6 +10,7 @@ from the objects the test wrote (tests/lakegen.py's oracle), never from the job.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +89,26 @@ def test_a_replayed_batch_records_in_the_ledger_only_what_its_skipped_commit_hel
 
     assert harness.silver("acme") == lake.expected_rows("acme", "orders")
     assert harness.ledger_keys() == {"acme/raw/orders/a.csv": "live", "acme/raw/orders/b.csv": "live"}
+
+
+def test_an_overwritten_objects_ledger_row_is_replaced_by_position_in_one_commit(harness: Harness) -> None:
+    lake, spark = harness.lake, harness.spark
+    writer = harness.writer("query-1")
+    lake.put("acme", "orders", "a.csv", rows=2, tag=41)
+    writer(harness.batch(lake.messages), 0)
+    lake.put("acme", "orders", "a.csv", rows=3, tag=42)  # a new version of the same object
+    lake.put("acme", "orders", "b.csv", rows=1, tag=43)
+    writer(harness.batch(lake.messages[-2:]), 1)
+
+    table = ops_table(harness.config, "ledger")
+    last = spark.sql(f"SELECT operation, summary FROM {table}.snapshots ORDER BY committed_at DESC").first()
+    # One RowDelta: a's old row deleted by position, a's and b's new rows added.
+    assert last["operation"] == "overwrite"
+    assert (last["summary"]["added-position-deletes"], last["summary"]["added-records"]) == ("1", "2")
+    newest = hashlib.md5(lake.path("acme/raw/orders/a.csv").read_bytes()).hexdigest()
+    assert [r["etag"] for r in spark.table(table).collect() if r["key"].endswith("/a.csv")] == [newest]
+    assert harness.ledger_keys() == {"acme/raw/orders/a.csv": "live", "acme/raw/orders/b.csv": "live"}
+    assert harness.silver("acme") == lake.expected_rows("acme", "orders")
 
 
 def test_an_event_leaving_the_retry_table_is_quarantined_even_across_a_crash(
