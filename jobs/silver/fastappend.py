@@ -208,13 +208,20 @@ def write_data_files(rows: pa.Table, target: FileTarget, put: Put) -> list[Writt
         )
         name = f"{uuid.uuid4()}.parquet"
         path = "/".join(p for p in (target.data_location, directory, name) if p)
-        sink = pa.BufferOutputStream()
-        pq.write_table(part, sink, compression=target.compression)
-        data = sink.getvalue().to_pybytes()
-        put(path, data)
         partition = None if values is None else tuple(values)
-        written.append(WrittenFile(path, len(data), part.num_rows, partition, parquet_footer(data)))
+        written.append(_write_parquet(part, path, target.compression, put, partition))
     return written
+
+
+def _write_parquet(
+    rows: pa.Table, path: str, compression: str, put: Put, partition: tuple[str | None, ...] | None = None
+) -> WrittenFile:
+    """Write ``rows`` as one Parquet file at ``path``, its footer kept for the commit's metrics."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(rows, sink, compression=compression)
+    data = sink.getvalue().to_pybytes()
+    put(path, data)
+    return WrittenFile(path, len(data), rows.num_rows, partition, parquet_footer(data))
 
 
 # Iceberg's metrics evaluators stop pruning an IN predicate with more values than this.
@@ -532,19 +539,15 @@ def _position_delete_file(
         ]
     )
     rows = pa.table([[path for path, _ in deletes], [pos for _, pos in deletes]], schema=schema)
-    sink = pa.BufferOutputStream()
-    pq.write_table(rows, sink, compression=target.compression)
-    data = sink.getvalue().to_pybytes()
     path = f"{target.data_location}/{uuid.uuid4()}-deletes.parquet"
-    put(path, data)
-    written = WrittenFile(path, len(data), rows.num_rows, None, parquet_footer(data))
+    written = _write_parquet(rows, path, target.compression, put)
     builder = static(spark, "org.apache.iceberg.FileMetadata.deleteFileBuilder")(spec).ofPositionDeletes()
-    builder = builder.withFormat("PARQUET").withPath(path).withFileSizeInBytes(len(data))
+    builder = builder.withFormat("PARQUET").withPath(path).withFileSizeInBytes(written.size)
     builder = builder.withMetrics(_Metrics(spark, iceberg, config="forPositionDelete").of(written))
     referenced = {p for p, _ in deletes}
     if len(referenced) == 1:  # readers apply it to that data file only
         builder = builder.withReferencedDataFile(next(iter(referenced)))
-    return builder.withRecordCount(rows.num_rows).build()
+    return builder.withRecordCount(written.rows).build()
 
 
 def append_tuples(
