@@ -54,7 +54,15 @@ def send_all(endpoint: str, queue_url: str, bodies: list[str]) -> list[str]:
     return ids
 
 
-def write_config(tmp: Path, lake: Path, endpoint: str, queue_url: str, **stream: Any) -> Path:
+def write_config(
+    tmp: Path,
+    lake: Path,
+    endpoint: str,
+    queue_url: str,
+    *,
+    bridge: dict[str, Any] | None = None,
+    **stream: Any,
+) -> Path:
     config = {
         "mode": "local",
         "group": {"name": "e2e", "bucket": "demo-lake"},
@@ -66,6 +74,7 @@ def write_config(tmp: Path, lake: Path, endpoint: str, queue_url: str, **stream:
             "wait_time_seconds": 1,
             "flush_interval_seconds": 1,
             "flush_max_messages": 50,
+            **(bridge or {}),
         },
         "stream": {
             "datasets_file": str(PROJECT / "conf" / "datasets.yaml"),

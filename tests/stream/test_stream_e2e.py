@@ -270,14 +270,23 @@ def test_sigkill_mid_batch_and_restart_converges_and_loses_no_message(setup: dic
     bodies, truth = run(spec, setup["lake_dir"])
     assert truth.injected.overwrites and truth.injected.deletes and truth.injected.duplicates
     sent = kit.send_all(setup["endpoint"], setup["queue"], bodies)
+    # A killed bridge's messages come back when their visibility lapses, and the final run
+    # waits for them: 20 s rather than the default 120 s (the keeper extends at half of it).
+    config = kit.write_config(
+        setup["config"].parent,
+        setup["lake_dir"],
+        setup["endpoint"],
+        setup["queue"],
+        bridge={"visibility_timeout_seconds": 20},
+    )
     rng = random.Random(int(os.environ.get("SILVERLINE_TEST_SEED", "4")))
-    log = setup["config"].parent / "job.log"
+    log = config.parent / "job.log"
     for _ in range(3):
-        proc = kit.start_job(setup["config"], "--trigger", "interval=1s", log=log)
+        proc = kit.start_job(config, "--trigger", "interval=1s", log=log)
         time.sleep(rng.uniform(8, 25))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    done = kit.run_job(setup["config"], "--trigger", "available-now")
+    done = kit.run_job(config, "--trigger", "available-now")
     assert done.returncode == 0, done.stderr[-4000:]
 
     result = verify(setup["lake_dir"], truth)
