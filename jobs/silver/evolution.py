@@ -159,6 +159,23 @@ def tables_in_ledger(spark: SparkSession, config: SilverlineConfig) -> list[tupl
     return found
 
 
+def tables_on_disk(warehouse: Path, bucket: str) -> list[tuple[str, str, str]]:
+    """(tenant, zone, dataset) of every silver and quarantine table of a bucket in a local hadoop catalog.
+
+    Read from the directories, as Iceberg's hadoop catalog itself lists them: a table is a
+    directory whose ``metadata/`` holds a ``*.metadata.json`` file. The lake mirrors the
+    bucket, so the bucket's directory holds every tenant's raw objects too: asking the
+    catalog instead costs two failed ``SHOW TABLES`` for each tenant without tables
+    (7 s for 300 tenants here), at every start-up after a contract change.
+    """
+    found = []
+    for zone in (SILVER, QUARANTINE):
+        for metadata in (warehouse / bucket).glob(f"*/{zone}/*/metadata"):
+            if any(metadata.glob("*.metadata.json*")):
+                found.append((metadata.parent.parent.parent.name, zone, metadata.parent.name))
+    return sorted(found)
+
+
 def existing_tables(spark: SparkSession, catalog: str, bucket: str) -> list[tuple[str, str, str]]:
     """(tenant, zone, dataset) of every silver and quarantine table of a bucket in the catalog."""
     found = []
@@ -199,6 +216,8 @@ def evolve_tables(
     try:
         if config.catalog.type == "glue":
             tables = tables_in_ledger(spark, config)
+        elif config.catalog.type == "hadoop" and config.warehouse.startswith("file:"):
+            tables = tables_on_disk(Path(unquote(urlparse(config.warehouse).path)), bucket)
         else:
             tables = existing_tables(spark, catalog, bucket)
     except Exception as exc:  # no namespace for the bucket yet: a new group

@@ -185,6 +185,43 @@ def test_startup_adds_a_column_in_place_old_rows_read_null_data_files_untouched(
     assert spark.table(table).schema["order_id"].dataType.simpleString() == "bigint"
 
 
+def test_a_local_lake_lists_its_tables_from_disk_as_the_catalog_does(
+    spark: Any, spark_lake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tenants with raw objects only cost no catalog calls; the listing equals the catalog's."""
+    from jobs.config import load_config
+    from jobs.silver.evolution import existing_tables, tables_on_disk
+
+    bucket = "listing-lake"
+    columns = ", ".join(f"`{n}` {t}" for n, t in TABLE_V1)
+    for tenant, zone in (("acme", "silver"), ("acme", "quarantine"), ("globex", "silver")):
+        spark.sql(f"CREATE TABLE silverline.`{bucket}`.{tenant}.{zone}.orders ({columns}) USING iceberg")
+    for tenant in ("initech", "umbrella"):  # raw objects, no table yet
+        raw = spark_lake / bucket / tenant / "raw" / "orders" / "2024"
+        raw.mkdir(parents=True)
+        (raw / "a.csv").write_text("order_id\n1\n")
+    (spark_lake / bucket / "umbrella" / "silver" / "orders" / "metadata").mkdir(
+        parents=True
+    )  # no metadata file
+
+    expected = [
+        ("acme", "quarantine", "orders"),
+        ("acme", "silver", "orders"),
+        ("globex", "silver", "orders"),
+    ]
+    assert tables_on_disk(spark_lake, bucket) == expected
+    assert sorted(existing_tables(spark, "silverline", bucket)) == expected
+    config = load_config(
+        None, environ={}, overrides={"lake": {"root": str(spark_lake)}, "group": {"bucket": bucket}}
+    )
+    monkeypatch.setattr(evolution, "existing_tables", _must_not_scan)
+    changes = evolve_tables(spark, config, {"orders": V1})
+    # Found from disk: the quarantine table (made with silver's columns here) gains its own.
+    assert {c.table for c in changes} == {f"`silverline`.`{bucket}`.`acme`.`quarantine`.`orders`"}
+    marker = json.loads((spark_lake / "_ops" / config.group.name / "schema-checks" / "last.json").read_text())
+    assert marker["tables"] == 3
+
+
 def test_glue_style_discovery_finds_the_tables_of_the_pairs_in_the_ledger(
     spark: Any, spark_lake: Any
 ) -> None:
