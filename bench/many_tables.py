@@ -23,7 +23,9 @@ from typing import Any
 import benchkit as kit
 
 
-def one_count(tables: int, per_table: int, rows: int, threads: int | None) -> dict[str, Any]:
+def one_count(
+    tables: int, per_table: int, rows: int, threads: int | None, spark_conf: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run the two rounds for ``tables`` tenant tables; figures of round 2."""
     with tempfile.TemporaryDirectory(prefix="silverline-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -34,7 +36,7 @@ def one_count(tables: int, per_table: int, rows: int, threads: int | None) -> di
         for round_no in range(2):  # one bronze file per round, one round per micro-batch
             start = round_no * per_round
             kit.land(lake, objects[start : start + per_round], start, now, f"{round_no:09d}-bench.jsonl")
-        config = kit.write_config(tmp, lake, max_files=1)
+        config = kit.write_config(tmp, lake, max_files=1, spark_conf=spark_conf)
         if threads:
             text = config.read_text().replace("stream:\n", f"stream:\n  commit_threads: {threads}\n", 1)
             config.write_text(text)
@@ -67,12 +69,16 @@ def main() -> int:
     parser.add_argument("--files-per-table", type=int, default=3, help="files per table per round")
     parser.add_argument("--rows", type=int, default=50, help="rows per CSV file")
     parser.add_argument("--commit-threads", type=int, help="stream.commit_threads (default: the job's)")
+    parser.add_argument(
+        "--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark setting (repeatable)"
+    )
     parser.add_argument("--out", help="where the JSON goes (default bench/results/many_tables.json)")
     args = parser.parse_args()
+    spark_conf = dict(item.split("=", 1) for item in args.spark_conf) or None
     results = []
     for count in args.tables:
         print(f"{count} tables ...", file=sys.stderr, flush=True)
-        results.append(one_count(count, args.files_per_table, args.rows, args.commit_threads))
+        results.append(one_count(count, args.files_per_table, args.rows, args.commit_threads, spark_conf))
         print(f"  batch {results[-1]['batch_seconds']}s, commit {results[-1]['commit_seconds']}s",
               file=sys.stderr, flush=True)  # fmt: skip
     result = {

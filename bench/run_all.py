@@ -35,7 +35,7 @@ SUITE: dict[str, list[str]] = {
         *("--masters", "local[1]", "local[2]"),
     ],
     "stream_e2e_rate": ["--rate", "150", "--duration", "90", "--tenants", "10", "--interval", "5"],
-    "many_tables": ["--tables", "1", "10", "100", "300"],
+    "many_tables": ["--tables", "100", "300", "1000"],
     "many_tables_8_threads": [
         *("--tables", "100", "--commit-threads", "8"),
         *("--out", "bench/results/many_tables_8_threads.json"),
@@ -58,6 +58,11 @@ SUITE: dict[str, list[str]] = {
     "judge_ledger": ["--sizes", "0", "1000000", "10000000", "--events", "2000", "--runs", "3"],
     "append_paths": ["--tables", "50", "--rows", "150", "--rounds", "3"],
     "replace_cost": ["--files", "10", "100", "400"],
+    "vs_naive": ["--files", "20000", "--tenants", "10", "--masters", "local[1]", "local[2]"],
+    "vs_naive_tenants": [
+        *("--files", "1200", "--tenants", "400"),
+        *("--out", "bench/results/vs_naive_tenants.json"),
+    ],
 }
 # runs of a script under another name
 SCRIPTS = {
@@ -67,6 +72,7 @@ SCRIPTS = {
     "bridge_latency": "bridge_capacity",
     "many_tables_8_threads": "many_tables",
     "file_sizes_blocks": "file_sizes",
+    "vs_naive_tenants": "vs_naive",
 }
 
 
