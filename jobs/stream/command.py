@@ -14,7 +14,6 @@ import contextlib
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from jobs.cliargs import add_command, add_config_arguments, config_from_args
@@ -186,17 +185,11 @@ def run_ingest(
     use_utc_local_time()
     startup = _Stopwatch()
     contracts = load_contracts(config.stream.datasets_file)
-    # The suites are checked (great-expectations imported: seconds of CPU) while the JVM starts.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="suites") as pool:
-        suites = pool.submit(check_suites, contracts, expectations_dir(config.stream.datasets_file))
-        bridge = SqsBridge(config) if with_bridge and config.sqs.queue_url else None
-        spark = build_spark_session(config)
-        try:
-            suites.result()
-        except BaseException:  # bad suites stop the start-up
-            spark.stop()
-            raise
-    startup.lap("contracts, suites and spark")
+    check_suites(contracts, expectations_dir(config.stream.datasets_file))  # bad suites stop startup
+    startup.lap("contracts and suites")
+    bridge = SqsBridge(config) if with_bridge and config.sqs.queue_url else None
+    spark = build_spark_session(config)
+    startup.lap("spark")
     ensure_ops_tables(spark, config)
     startup.lap("ops tables")
     evolve_tables(spark, config, contracts)  # contract changes reach existing tables before any batch
