@@ -340,11 +340,13 @@ class BatchWriter:
             self._forget_cached(*names)
             # The ledger read at one snapshot: the rows' positions are that snapshot's.
             self._judged_ledger = current_snapshot_id(self.spark, names[0])
-            ledger_df = self.spark.table(names[0])
-            if self._judged_ledger is not None:
-                ledger_df = self.spark.read.option("snapshot-id", self._judged_ledger).table(names[0])
-            parked_df = self.spark.table(names[1])
-            return ledger.judge_events(events, ledger_df, parked_df, positions=True).collect()
+            ledger_df = (
+                self.spark.table(names[0])
+                if self._judged_ledger is None
+                else self.spark.read.option("snapshot-id", self._judged_ledger).table(names[0])
+            )
+            judged = ledger.judge_events(events, ledger_df, self.spark.table(names[1]), positions=True)
+            return ledger.keyed_rows(judged.collect())
 
         winners: list[Row] = []
         # A snapshot that maintenance expired while the judge planned from it: plan again.
