@@ -49,9 +49,9 @@ def fault_config(
     Returns:
         The config file.
     """
-    path = kit.write_config(tmp, lake, endpoint, queue_url)
+    settings = {"visibility_timeout_seconds": 10, "flush_interval_seconds": 1, **bridge}
+    path = kit.write_config(tmp, lake, endpoint, queue_url, bridge=settings)
     config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    config["bridge"].update({"visibility_timeout_seconds": 10, "flush_interval_seconds": 1, **bridge})
     if sqs_endpoint:
         config["sqs"]["endpoint_url"] = sqs_endpoint
     name = f"silverline-{abs(hash((sqs_endpoint, tuple(sorted(bridge.items()))))) % 10**8}.yaml"
