@@ -8,6 +8,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -28,27 +29,37 @@ def free_port() -> int:
 
 
 def serialise_moto_sqs() -> None:
-    """Make moto's SQS queues delete one message at a time, under the lock sends take.
+    """Make moto's SQS queues receive and delete under the lock sends take, one call at a time.
 
-    moto 5.2's ``Queue.delete_message`` rebuilds the queue's message list from the list it
-    started with, without a lock, while its server answers calls on many threads. Two deletes
-    at once (the bridge deletes in parallel) and a send between them lose the sent message and
-    bring a deleted one back. Real SQS has no such race, and R7 checks (the demo's, the tests')
-    would report a lost message that silverline did not lose. Idempotent.
+    moto 5.2 answers calls on many threads but guards a queue's messages only where it
+    appends one. Its ``Queue.delete_message`` rebuilds the message list from the list it
+    started with: two deletes at once (the bridge deletes in parallel) and a send between
+    them lost the sent message and brought a deleted one back. Its receive checks that a
+    message is visible, then marks it received: a second receive in between delivered it
+    twice, and the second copy's delete then failed. The checks of R7 (the demo's, the
+    tests') would blame silverline for either. A receive's long poll waits on the lock's
+    condition, which lets the lock go meanwhile. Idempotent.
     """
-    from moto.sqs.models import Queue
+    from moto.sqs.models import Queue, SQSBackend
 
-    delete = Queue.delete_message
-    if getattr(delete, "serialised", False):
-        return
+    delete, receive = Queue.delete_message, SQSBackend.receive_message
 
     @functools.wraps(delete)
     def serialised_delete(self: Queue, receipt_handle: str) -> None:
         with self._messages_lock:  # the lock add_message appends under (re-entrant)
             delete(self, receipt_handle)
 
-    serialised_delete.serialised = True  # type: ignore[attr-defined]
-    Queue.delete_message = serialised_delete  # type: ignore[method-assign]
+    @functools.wraps(receive)
+    def serialised_receive(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        with self.get_queue(queue_name)._messages_lock:
+            return receive(self, queue_name, *args, **kwargs)
+
+    if not getattr(delete, "serialised", False):
+        serialised_delete.serialised = True  # type: ignore[attr-defined]
+        Queue.delete_message = serialised_delete  # type: ignore[method-assign]
+    if not getattr(receive, "serialised", False):
+        serialised_receive.serialised = True  # type: ignore[attr-defined]
+        SQSBackend.receive_message = serialised_receive  # type: ignore[method-assign]
 
 
 @contextmanager

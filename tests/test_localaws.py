@@ -56,11 +56,39 @@ def test_a_message_sent_while_two_are_deleted_stays_in_the_queue(queue, monkeypa
     assert [m.body for m in made._messages] == ["c"]
 
 
+def test_two_receives_at_once_deliver_a_message_once(queue, monkeypatch):
+    # moto's receive checks a message's visibility, then marks it received: a second receive
+    # between the two delivered it again, and the first copy's delete made the second's fail
+    # (ReceiptHandleIsInvalid), a delivery the bridge counts as never deleted. Forced here:
+    # while receive A marks the message, another thread receives.
+    backend, made = queue
+    serialise_moto_sqs()
+    backend.send_message(made.name, "once")
+    got: list[str] = []
+    other = threading.Thread(
+        target=lambda: got.extend(m.body for m in backend.receive_message(made.name, 10, 0, 30))
+    )
+    original = sqs_models.Message.mark_received
+
+    def mark_received(self, visibility_timeout=None):
+        if not other.is_alive() and other.ident is None:
+            other.start()
+            other.join(timeout=1.0)  # serialised behind receive A, it cannot finish now
+        return original(self, visibility_timeout)
+
+    monkeypatch.setattr(sqs_models.Message, "mark_received", mark_received)
+    got.extend(m.body for m in backend.receive_message(made.name, 10, 0, 30))
+    other.join(timeout=10)
+
+    assert not other.is_alive()
+    assert got == ["once"]
+
+
 def test_serialising_twice_wraps_once():
     serialise_moto_sqs()
-    wrapped = sqs_models.Queue.delete_message
+    wrapped = (sqs_models.Queue.delete_message, sqs_models.SQSBackend.receive_message)
     serialise_moto_sqs()
-    assert sqs_models.Queue.delete_message is wrapped
+    assert (sqs_models.Queue.delete_message, sqs_models.SQSBackend.receive_message) == wrapped
 
 
 def test_the_local_aws_apis_serialise_deletes(monkeypatch):
