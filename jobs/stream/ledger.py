@@ -204,8 +204,8 @@ class KeyedRow(Row):
     """
 
     def __getitem__(self, item: Any) -> Any:
-        if isinstance(item, str):
-            position = self.__dict__["_positions"].get(item)
+        if isinstance(item, str):  # a KeyedRow made another way (``type(row)(**fields)``) has no map
+            position = self.__dict__.get("_positions", {}).get(item)
             if position is not None:
                 return tuple.__getitem__(self, position)
         return super().__getitem__(item)

@@ -40,4 +40,7 @@ def test_a_keyed_row_reads_like_the_row_it_came_from() -> None:
     with pytest.raises(ValueError):  # Row's own error for an unknown name
         _ = keyed["attempts"]
     assert pickle.loads(pickle.dumps(keyed)) == row
+    # A row rebuilt from its fields (as the planner does for a removal's current version).
+    rebuilt = type(keyed)(**{**keyed.asDict(), "tenant": "initech"})
+    assert (rebuilt["tenant"], rebuilt.tenant, rebuilt["bucket"]) == ("initech", "initech", "b")
     assert keyed_rows([]) == []
