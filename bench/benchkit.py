@@ -9,6 +9,7 @@ process (its own JVM), and the figures come from the batch metrics it writes.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import hashlib
 import json
@@ -95,6 +96,15 @@ def write_objects(lake: Path, files: int, tenants: int, rows: int) -> list[tuple
         path.write_bytes(data)
         written.append((key, data))
     return written
+
+
+def add_workload_arguments(parser: argparse.ArgumentParser, *, files: int, max_files: int) -> None:
+    """The backlog's options: files, tenants, rows per file, messages per bronze file, files per batch."""
+    parser.add_argument("--files", type=int, default=files, help="orders CSV files uploaded before the start")
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--rows", type=int, default=50, help="rows per CSV file")
+    parser.add_argument("--per-bronze-file", type=int, default=100, help="messages per bronze file")
+    parser.add_argument("--max-files-per-trigger", type=int, default=max_files, help="bronze files per batch")
 
 
 def bronze_dir(lake: Path, when: dt.datetime) -> Path:

@@ -200,11 +200,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--files", type=int, default=15000, help="backlog: files uploaded before the start")
-    parser.add_argument("--tenants", type=int, default=10)
-    parser.add_argument("--rows", type=int, default=50, help="rows per CSV file")
-    parser.add_argument("--per-bronze-file", type=int, default=100, help="backlog: messages per bronze file")
-    parser.add_argument("--max-files-per-trigger", type=int, default=50, help="bronze files per micro-batch")
+    kit.add_workload_arguments(parser, files=15000, max_files=50)
     parser.add_argument("--rate", type=int, help="steady mode: events per second fed while the job runs")
     parser.add_argument("--duration", type=int, default=120, help="steady mode: seconds of feeding")
     parser.add_argument("--interval", type=int, default=5, help="steady mode: trigger interval in seconds")

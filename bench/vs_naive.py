@@ -110,11 +110,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--files", type=int, default=20000, help="orders CSV files (one event each)")
-    parser.add_argument("--tenants", type=int, default=10)
-    parser.add_argument("--rows", type=int, default=50, help="rows per CSV file")
-    parser.add_argument("--per-bronze-file", type=int, default=100, help="messages per bronze file")
-    parser.add_argument("--max-files-per-trigger", type=int, default=1000, help="bronze files per batch")
+    kit.add_workload_arguments(parser, files=20000, max_files=1000)
     parser.add_argument("--runs", type=int, default=1, help="runs of each job per master")
     parser.add_argument("--masters", nargs="+", default=["local[2]"], help="e.g. local[1] local[2]")
     parser.add_argument("--naive-job", nargs=2, metavar=("LAKE", "WAREHOUSE"), help=argparse.SUPPRESS)
